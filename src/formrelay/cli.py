@@ -1,0 +1,281 @@
+"""The `formrelay` command: Flask's CLI plus formrelay's own commands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy.orm import sessionmaker
+
+from . import create_app
+from .delivery import DeliveryFailed, mail_backend
+from .delivery.message import build_test_message
+from .extensions import db
+from .models import Form
+from .services import accounts, forms
+from .services.errors import DomainError
+from .settings import ConfigError, Settings, load_settings
+from .worker import Worker
+
+DEMO_FORM_NAME = "Demo form"
+DEMO_RECIPIENT = "you@example.com"
+
+
+def _create_app() -> Flask:
+    return create_app()
+
+
+cli = FlaskGroup(
+    name="formrelay",
+    create_app=_create_app,
+    help="formrelay: a self-hosted backend for HTML forms.",
+)
+
+
+def main() -> None:
+    """Console entry point: a bad setting is one clear line, not a traceback."""
+    try:
+        cli.main(prog_name="formrelay")
+    except ConfigError as exc:
+        click.echo(f"formrelay: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+def _settings() -> Settings:
+    value: Settings = current_app.config["FORMRELAY_SETTINGS"]
+    return value
+
+
+def _fail(exc: DomainError) -> click.ClickException:
+    db.session.rollback()
+    return click.ClickException(exc.message)
+
+
+def make_worker(app: Flask) -> Worker:
+    """A worker bound to the app's database engine and mail backend."""
+    with app.app_context():
+        engine = db.engine
+    return Worker(
+        sessionmaker(bind=engine, expire_on_commit=False), app.config["FORMRELAY_SETTINGS"]
+    )
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+# -- serve and worker ----------------------------------------------------------------------
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=5000, show_default=True, envvar="PORT", help="Port (or $PORT).")
+@with_appcontext
+def serve(host: str, port: int) -> None:
+    """Run the web app and a delivery worker in one process (development)."""
+    from werkzeug.serving import run_simple
+
+    _configure_logging()
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    worker = make_worker(app)
+    app.extensions["formrelay.worker"] = worker
+    thread = threading.Thread(target=worker.run, name="formrelay-worker", daemon=True)
+    thread.start()
+    click.echo(f"formrelay is serving {_settings().base_url} (worker in-process)")
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+
+
+@cli.command("worker")
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@with_appcontext
+def worker_command(once: bool) -> None:
+    """Deliver pending submissions: claim, send, retry with backoff (SIGTERM stops cleanly)."""
+    _configure_logging()
+    worker = make_worker(current_app._get_current_object())  # type: ignore[attr-defined]
+    if once:
+        outcomes = worker.drain()
+        click.echo(f"{len(outcomes)} deliveries processed")
+        return
+    worker.install_signal_handlers()
+    worker.run()
+
+
+# -- users and forms -----------------------------------------------------------------------
+@cli.group()
+def user() -> None:
+    """Manage users."""
+
+
+@user.command("create")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@click.option("--admin", is_flag=True, help="Give the user the admin role.")
+@with_appcontext
+def user_create(email: str, admin: bool) -> None:
+    """Create a user."""
+    try:
+        created = accounts.create_user(db.session, email, admin=admin)
+    except DomainError as exc:
+        raise _fail(exc) from None
+    db.session.commit()
+    click.echo(f"Created {'admin' if admin else 'user'} {created.email}")
+
+
+@cli.group()
+def form() -> None:
+    """Manage forms."""
+
+
+@form.command("create")
+@click.option("--name", required=True, help="A name for the form, shown in notifications.")
+@click.option(
+    "--to",
+    "recipients",
+    multiple=True,
+    required=True,
+    help="An address that receives submissions (repeatable); verified at once.",
+)
+@click.option("--redirect", "redirect_url", help="Where browsers go after submitting.")
+@click.option("--subject", help="Subject of notification e-mails.")
+@click.option(
+    "--owner",
+    "owner_email",
+    help="The owner's e-mail; default: the first admin, created if there is none.",
+)
+@with_appcontext
+def form_create(
+    name: str,
+    recipients: Sequence[str],
+    redirect_url: str | None,
+    subject: str | None,
+    owner_email: str | None,
+) -> None:
+    """Create a form; its endpoint URL is the last line printed."""
+    try:
+        owner = _owner(owner_email, default_email=recipients[0])
+        created = forms.create_form(
+            db.session,
+            owner,
+            name=name,
+            recipients=recipients,
+            redirect_url=redirect_url,
+            subject=subject,
+            verified=True,
+        )
+    except DomainError as exc:
+        raise _fail(exc) from None
+    db.session.commit()
+    click.echo(
+        f"Created form {created.name!r} (key {created.key}), owner {owner.email}, "
+        f"notifying {', '.join(r.email for r in created.recipients)}"
+    )
+    click.echo(endpoint_url(created))
+
+
+def _owner(owner_email: str | None, *, default_email: str):  # type: ignore[no-untyped-def]
+    if owner_email:
+        found = accounts.find_user(db.session, owner_email)
+        if found is None:
+            raise click.ClickException(
+                f"No user {owner_email}; create one with `formrelay user create --email ...`."
+            )
+        return found
+    return accounts.first_admin(db.session) or accounts.create_user(
+        db.session, default_email, admin=True
+    )
+
+
+@form.command("list")
+@with_appcontext
+def form_list() -> None:
+    """List forms with their keys, recipients and endpoint URLs."""
+    rows = forms.list_forms(db.session)
+    if not rows:
+        click.echo("No forms yet: create one with `formrelay form create --name N --to EMAIL`.")
+        return
+    for f in rows:
+        state = "enabled" if f.enabled else "disabled"
+        to = ", ".join(r.email + ("" if r.verified else " (unverified)") for r in f.recipients)
+        click.echo(f"{f.key}  {f.name}  [{state}]  to: {to or '-'}  {endpoint_url(f)}")
+
+
+@form.command("demo")
+@with_appcontext
+def form_demo() -> None:
+    """Create the demo form once, then print its URL and a paste-ready HTML snippet."""
+    from sqlalchemy import select
+
+    demo = db.session.scalar(select(Form).where(Form.name == DEMO_FORM_NAME).limit(1))
+    if demo is None:
+        owner = accounts.first_admin(db.session) or accounts.create_user(
+            db.session, DEMO_RECIPIENT, admin=True
+        )
+        demo = forms.create_form(
+            db.session, owner, name=DEMO_FORM_NAME, recipients=[DEMO_RECIPIENT], verified=True
+        )
+        db.session.commit()
+    url = endpoint_url(demo)
+    click.echo(
+        f"\nDemo form: {url}\nPaste this into any web page and submit it; the "
+        f"notification for {DEMO_RECIPIENT} is printed below by the console backend.\n"
+    )
+    click.echo(snippet(url))
+
+
+def endpoint_url(f: Form) -> str:
+    return f"{_settings().base_url}/f/{f.key}"
+
+
+def snippet(url: str) -> str:
+    return (
+        f'<form action="{url}" method="POST">\n'
+        '  <input type="email" name="email" placeholder="Your e-mail" required>\n'
+        '  <textarea name="message" placeholder="Your message"></textarea>\n'
+        '  <input type="text" name="_gotcha" style="display:none" tabindex="-1" '
+        'autocomplete="off">\n'
+        '  <button type="submit">Send</button>\n'
+        "</form>\n"
+    )
+
+
+# -- mail and configuration ----------------------------------------------------------------
+@cli.command("send-test-email")
+@click.option("--to", "to", required=True, help="Where to send the test message.")
+@with_appcontext
+def send_test_email(to: str) -> None:
+    """Send one message through the configured mail backend, now."""
+    settings = _settings()
+    backend = mail_backend(settings)
+    try:
+        result = backend.send(build_test_message(to, settings))
+    except DeliveryFailed as exc:
+        raise click.ClickException(f"sending failed: {exc}") from None
+    finally:
+        backend.close()
+    click.echo(
+        f"Sent a test message to {to} through {settings.mail_backend}"
+        + (f" (id {result.provider_message_id})" if result.provider_message_id else "")
+    )
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect configuration."""
+
+
+@config_group.command("check")
+def config_check() -> None:
+    """Validate the settings and print every effective value, secrets masked."""
+    settings = load_settings()  # raises ConfigError, reported by main()
+    width = max(len(k) for k in settings.masked())
+    for var, value in settings.masked().items():
+        click.echo(f"{var.ljust(width)}  {value}")
+    click.echo("configuration OK")

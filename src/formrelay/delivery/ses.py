@@ -1,0 +1,70 @@
+"""Amazon SES through boto3's sesv2 SendEmail with raw content."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..settings import Settings
+from . import DeliveryFailed, SendResult
+from .message import envelope_recipients
+
+# Errors after which the same message can never be accepted.
+PERMANENT_ERRORS = frozenset({"MessageRejected", "BadRequestException", "InvalidParameterValue"})
+
+
+class SESBackend:
+    def __init__(self, client: Any, *, configuration_set: str = "") -> None:
+        self.client = client
+        self.configuration_set = configuration_set
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> SESBackend:
+        # SendEmail has no idempotency key: a retried timeout can send twice, so botocore
+        # does not retry and the outbox owns retries.
+        config = Config(
+            retries={"total_max_attempts": 1},
+            connect_timeout=s.mail_timeout,
+            read_timeout=s.mail_timeout,
+        )
+        credentials = {}
+        if s.aws_access_key_id and s.aws_secret_access_key:
+            credentials = {
+                "aws_access_key_id": s.aws_access_key_id,
+                "aws_secret_access_key": s.aws_secret_access_key,
+            }
+        client = boto3.session.Session().client(
+            "sesv2",
+            region_name=s.aws_region,
+            endpoint_url=s.aws_endpoint_url or None,
+            config=config,
+            **credentials,
+        )
+        return cls(client, configuration_set=s.ses_configuration_set)
+
+    def send(self, message: EmailMessage) -> SendResult:
+        request: dict[str, Any] = {
+            "FromEmailAddress": str(message["From"]),
+            "Destination": {"ToAddresses": envelope_recipients(message)},
+            "Content": {"Raw": {"Data": message.as_bytes()}},
+        }
+        if self.configuration_set:
+            request["ConfigurationSetName"] = self.configuration_set
+        try:
+            response = self.client.send_email(**request)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            text = exc.response.get("Error", {}).get("Message", str(exc))
+            raise DeliveryFailed(
+                f"SES {code}: {text}", retryable=code not in PERMANENT_ERRORS
+            ) from exc
+        except BotoCoreError as exc:  # connection, timeout, credentials
+            raise DeliveryFailed(f"SES unreachable: {exc}", retryable=True) from exc
+        return SendResult(response.get("MessageId"))
+
+    def close(self) -> None:
+        self.client.close()

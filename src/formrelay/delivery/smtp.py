@@ -1,0 +1,137 @@
+"""SMTP through smtplib: verified TLS, timeouts, one connection reused across sends."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+
+from ..settings import Settings
+from . import DeliveryFailed, SendResult
+from .message import envelope_recipients
+
+
+class SMTPBackend:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        use_tls: bool = False,
+        use_ssl: bool = False,
+        username: str = "",
+        password: str = "",
+        timeout: float = 30.0,
+        ca_file: str = "",
+    ) -> None:
+        self.host, self.port = host, port
+        self.use_tls, self.use_ssl = use_tls, use_ssl
+        self.username, self.password = username, password
+        self.timeout = timeout
+        # Certificate and host name are checked (Flask-Mail and Flask-Mailman check neither).
+        self.tls_context = ssl.create_default_context(cafile=ca_file or None)
+        self._conn: smtplib.SMTP | None = None
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> SMTPBackend:
+        return cls(
+            s.mail_server,
+            s.mail_port,
+            use_tls=s.mail_use_tls,
+            use_ssl=s.mail_use_ssl,
+            username=s.mail_username,
+            password=s.mail_password,
+            timeout=s.mail_timeout,
+            ca_file=s.mail_ca_file,
+        )
+
+    def send(self, message: EmailMessage) -> SendResult:
+        recipients = envelope_recipients(message)
+        # A reused connection may have been dropped by the server: reconnect once.
+        for reuse in (True, False):
+            conn = self._connect(fresh=not reuse)
+            try:
+                # A Cc refused while the owner's address got through still counts as sent.
+                conn.send_message(message, to_addrs=recipients)
+                break
+            except smtplib.SMTPServerDisconnected as exc:
+                self.close()
+                if not reuse:
+                    raise DeliveryFailed(
+                        f"SMTP server disconnected: {exc}", retryable=True
+                    ) from exc
+            except smtplib.SMTPRecipientsRefused as exc:
+                self._reset()
+                raise _recipients_failure(exc.recipients) from exc
+            except smtplib.SMTPResponseException as exc:
+                self._reset()
+                raise _response_failure(exc) from exc
+            except (OSError, smtplib.SMTPException) as exc:
+                self.close()
+                raise DeliveryFailed(f"SMTP error: {exc}", retryable=True) from exc
+        return SendResult(message["Message-ID"])
+
+    def _connect(self, *, fresh: bool) -> smtplib.SMTP:
+        if self._conn is not None and not fresh:
+            return self._conn
+        self.close()
+        try:
+            conn: smtplib.SMTP
+            if self.use_ssl:
+                conn = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=self.tls_context
+                )
+            else:
+                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            conn.ehlo()
+            if self.use_tls:
+                conn.starttls(context=self.tls_context)
+                conn.ehlo()
+            if self.username:
+                conn.login(self.username, self.password)
+        except smtplib.SMTPResponseException as exc:
+            # Connection and log-in refusals are the operator's to fix; the mail waits for it.
+            raise DeliveryFailed(
+                f"SMTP {self.host}:{self.port} refused the session: {exc.smtp_code} "
+                f"{_text(exc.smtp_error)}",
+                retryable=True,
+            ) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryFailed(
+                f"cannot connect to SMTP {self.host}:{self.port}: {exc}", retryable=True
+            ) from exc
+        self._conn = conn
+        return conn
+
+    def _reset(self) -> None:
+        """Abort the failed transaction so the connection serves the next message."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            conn.close()
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def _response_failure(exc: smtplib.SMTPResponseException) -> DeliveryFailed:
+    permanent = 500 <= exc.smtp_code < 600
+    return DeliveryFailed(f"SMTP {exc.smtp_code} {_text(exc.smtp_error)}", retryable=not permanent)
+
+
+def _recipients_failure(refused: dict[str, tuple[int, bytes]]) -> DeliveryFailed:
+    permanent = all(500 <= code < 600 for code, _ in refused.values())
+    detail = "; ".join(f"{addr}: {code} {_text(text)}" for addr, (code, text) in refused.items())
+    return DeliveryFailed(f"SMTP refused recipients: {detail}", retryable=not permanent)

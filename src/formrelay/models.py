@@ -1,0 +1,213 @@
+"""Database models: data and invariants only."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import Base
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use formrelay.models.utcnow()")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_form_key() -> str:
+    """An unguessable, URL-safe public key (96 random bits)."""
+    return secrets.token_urlsafe(12)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
+timestamp = Annotated[datetime, mapped_column(UTCDateTime, default=utcnow, nullable=False)]
+email_str = Annotated[str, mapped_column(String(320))]
+
+
+class Role(Base):
+    __tablename__ = "roles"
+
+    ADMIN = "admin"
+    MEMBER = "member"
+
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+
+    users: Mapped[list[User]] = relationship(back_populates="role")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[intpk]
+    email: Mapped[email_str] = mapped_column(unique=True)
+    # Set when the dashboard's log-in arrives; CLI-made users have none yet.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    role_id: Mapped[int] = mapped_column(ForeignKey("roles.id"))
+    created_at: Mapped[timestamp]
+
+    role: Mapped[Role] = relationship(back_populates="users", lazy="joined")
+    forms: Mapped[list[Form]] = relationship(back_populates="owner")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role.name == Role.ADMIN
+
+
+class Form(Base):
+    __tablename__ = "forms"
+
+    id: Mapped[intpk]
+    key: Mapped[str] = mapped_column(String(32), unique=True, default=new_form_key)
+    name: Mapped[str] = mapped_column(String(200))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    redirect_url: Mapped[str | None] = mapped_column(String(2000))
+    subject: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[timestamp]
+
+    owner: Mapped[User] = relationship(back_populates="forms")
+    recipients: Mapped[list[Recipient]] = relationship(
+        back_populates="form", cascade="all, delete-orphan", order_by="Recipient.id"
+    )
+
+
+class Recipient(Base):
+    """An address that receives a form's notifications once it is verified."""
+
+    __tablename__ = "recipients"
+    __table_args__ = (UniqueConstraint("form_id", "email"),)
+
+    id: Mapped[intpk]
+    form_id: Mapped[int] = mapped_column(ForeignKey("forms.id", ondelete="CASCADE"))
+    email: Mapped[email_str]
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The dashboard mails a link carrying this token; CLI-added recipients are verified at once.
+    verification_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[timestamp]
+
+    form: Mapped[Form] = relationship(back_populates="recipients")
+
+
+class Submission(Base):
+    __tablename__ = "submissions"
+    __table_args__ = (
+        # The dashboard lists a form's submissions newest first, inbox and spam apart.
+        Index("ix_submissions_form_spam_created", "form_id", "is_spam", "created_at"),
+    )
+
+    id: Mapped[intpk]
+    form_id: Mapped[int] = mapped_column(ForeignKey("forms.id", ondelete="CASCADE"))
+    created_at: Mapped[timestamp]
+    # [[name, value], ...] in submitted order; a repeated name appears once per value.
+    fields: Mapped[list[list[str]]] = mapped_column(JSONType)
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(String(255))
+    cc: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    referrer: Mapped[str | None] = mapped_column(String(2000))
+    origin: Mapped[str | None] = mapped_column(String(512))
+    is_spam: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    spam_reason: Mapped[str | None] = mapped_column(String(200))
+
+    form: Mapped[Form] = relationship()
+    deliveries: Mapped[list[Delivery]] = relationship(
+        back_populates="submission", cascade="all, delete-orphan", order_by="Delivery.id"
+    )
+
+    def values(self) -> dict[str, list[str]]:
+        """Field values grouped by name, names in order of first appearance."""
+        grouped: dict[str, list[str]] = {}
+        for name, value in self.fields:
+            grouped.setdefault(name, []).append(value)
+        return grouped
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # due at next_attempt_at
+    SENDING = "sending"  # claimed by a worker until lease_expires_at
+    SENT = "sent"
+    FAILED = "failed"  # the last attempt failed; another is due at next_attempt_at
+    DEAD = "dead"  # given up: permanent failure or attempts exhausted
+
+
+class Delivery(Base):
+    """One message to deliver for a submission: the outbox row a worker claims."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'sending', 'sent', 'failed', 'dead')", name="delivery_status"
+        ),
+        # Workers claim due rows: (status, next_attempt_at) for pending/failed,
+        # (status, lease_expires_at) for leases left behind by a killed worker.
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[intpk]
+    submission_id: Mapped[int] = mapped_column(
+        ForeignKey("submissions.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(16), default="email")
+    target: Mapped[str] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[timestamp]
+    updated_at: Mapped[timestamp] = mapped_column(onupdate=utcnow)
+
+    submission: Mapped[Submission] = relationship(back_populates="deliveries")
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.id} {self.channel}:{self.target} {self.status}>"
+
+
+def all_models() -> list[type[Any]]:
+    return [Role, User, Form, Recipient, Submission, Delivery]

@@ -1,0 +1,250 @@
+"""One typed Settings object, built once from the environment and validated at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+MAIL_BACKENDS = ("console", "smtp", "ses")
+ENVIRONMENTS = ("development", "production")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    instance_path: Path = Path("instance")
+    database_url: str = ""
+    secret_key: str = field(default="", repr=False)
+    base_url: str = "http://127.0.0.1:5000"
+
+    mail_backend: str = "console"
+    mail_default_sender: str = "formrelay@localhost"
+    mail_subject_prefix: str = "[formrelay]"
+    mail_server: str = "localhost"
+    mail_port: int = 25
+    mail_use_tls: bool = False
+    mail_use_ssl: bool = False
+    mail_username: str = ""
+    mail_password: str = field(default="", repr=False)
+    mail_timeout: float = 30.0
+    mail_ca_file: str = ""
+
+    aws_region: str = ""
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = field(default="", repr=False)
+    aws_endpoint_url: str = ""
+    ses_configuration_set: str = ""
+
+    trusted_proxies: int = 0
+
+    max_body_bytes: int = 100 * 1024
+    max_fields: int = 200
+
+    worker_batch_size: int = 20
+    worker_poll_seconds: float = 1.0
+    lease_seconds: int = 300
+    retry_base_seconds: float = 30.0
+    retry_max_delay_seconds: float = 6 * 3600.0
+    max_attempts: int = 13
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    def masked(self) -> dict[str, str]:
+        """Every effective setting by its environment name, secrets masked."""
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            var = FIELD_TO_VAR.get(f.name)
+            if var is None:
+                continue
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS:
+                text = "********" if value else "(unset)"
+            elif f.name == "database_url":
+                text = _mask_url_password(value)
+            else:
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+            out[var] = text
+        return out
+
+
+# Environment variable for each field. Names the ecosystem already uses stay as they are
+# (DATABASE_URL, SECRET_KEY, Flask-Mail's MAIL_*, boto3's AWS_*); ours carry FORMRELAY_.
+FIELD_TO_VAR = {
+    "env": "FORMRELAY_ENV",
+    "instance_path": "FORMRELAY_INSTANCE_PATH",
+    "database_url": "DATABASE_URL",
+    "secret_key": "SECRET_KEY",
+    "base_url": "FORMRELAY_BASE_URL",
+    "mail_backend": "MAIL_BACKEND",
+    "mail_default_sender": "MAIL_DEFAULT_SENDER",
+    "mail_subject_prefix": "FORMRELAY_MAIL_SUBJECT_PREFIX",
+    "mail_server": "MAIL_SERVER",
+    "mail_port": "MAIL_PORT",
+    "mail_use_tls": "MAIL_USE_TLS",
+    "mail_use_ssl": "MAIL_USE_SSL",
+    "mail_username": "MAIL_USERNAME",
+    "mail_password": "MAIL_PASSWORD",
+    "mail_timeout": "FORMRELAY_MAIL_TIMEOUT",
+    "mail_ca_file": "FORMRELAY_MAIL_CA_FILE",
+    "aws_region": "AWS_REGION",
+    "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "aws_endpoint_url": "AWS_ENDPOINT_URL",
+    "ses_configuration_set": "SES_CONFIGURATION_SET",
+    "trusted_proxies": "FORMRELAY_TRUSTED_PROXIES",
+    "max_body_bytes": "FORMRELAY_MAX_BODY_BYTES",
+    "max_fields": "FORMRELAY_MAX_FIELDS",
+    "worker_batch_size": "FORMRELAY_WORKER_BATCH_SIZE",
+    "worker_poll_seconds": "FORMRELAY_WORKER_POLL_SECONDS",
+    "lease_seconds": "FORMRELAY_LEASE_SECONDS",
+    "retry_base_seconds": "FORMRELAY_RETRY_BASE_SECONDS",
+    "retry_max_delay_seconds": "FORMRELAY_RETRY_MAX_DELAY_SECONDS",
+    "max_attempts": "FORMRELAY_MAX_ATTEMPTS",
+}
+# Accepted in place of the standard name when that is unset (many Dokku guides use them).
+ALIASES = {
+    "AWS_ACCESS_KEY_ID": ("AWS_ACCESS_KEY",),
+    "AWS_SECRET_ACCESS_KEY": ("AWS_SECRET_KEY",),
+    "AWS_REGION": ("AWS_DEFAULT_REGION",),
+}
+SECRET_FIELDS = {"secret_key", "mail_password", "aws_secret_access_key"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None
+) -> Settings:
+    """Build Settings from environment variables (and test overrides by field name).
+
+    Raises ConfigError naming the variable when a value is missing or malformed.
+    """
+    env = os.environ if environ is None else environ
+    defaults = Settings()
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(Settings):
+        var = FIELD_TO_VAR[f.name]
+        raw = env.get(var)
+        if raw is None:
+            raw = next((env[a] for a in ALIASES.get(var, ()) if a in env), None)
+        if raw is None:
+            continue
+        values[f.name] = _convert(var, raw.strip(), type(getattr(defaults, f.name)))
+    values.update(overrides or {})
+    settings = Settings(**values)  # type: ignore[arg-type]
+    return _finish(settings, env)
+
+
+def _convert(var: str, raw: str, kind: type) -> object:
+    if kind is bool:
+        low = raw.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError(f"{var} must be true or false, not {raw!r}")
+    if kind in (int, float):
+        try:
+            number = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{var} must be a number, not {raw!r}") from None
+        if number < 0:
+            raise ConfigError(f"{var} must not be negative, not {raw!r}")
+        return number
+    if kind is Path:
+        return Path(raw)
+    return raw
+
+
+def _finish(s: Settings, env: Mapping[str, str]) -> Settings:
+    """Validate cross-field rules and fill derived defaults."""
+    if s.env not in ENVIRONMENTS:
+        raise ConfigError(f"FORMRELAY_ENV must be one of {', '.join(ENVIRONMENTS)}, not {s.env!r}")
+    instance = s.instance_path.resolve()
+    changes: dict[str, object] = {"instance_path": instance}
+
+    changes["database_url"] = normalize_database_url(s.database_url, instance)
+
+    if not s.secret_key:
+        if s.is_production:
+            raise ConfigError("SECRET_KEY is required when FORMRELAY_ENV=production")
+        changes["secret_key"] = _development_secret_key(instance)
+
+    parts = urlsplit(s.base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"FORMRELAY_BASE_URL must be an http(s) URL, not {s.base_url!r}")
+    changes["base_url"] = s.base_url.rstrip("/")
+
+    if s.mail_backend not in MAIL_BACKENDS:
+        raise ConfigError(
+            f"MAIL_BACKEND must be one of {', '.join(MAIL_BACKENDS)}, not {s.mail_backend!r}"
+        )
+    if s.mail_use_tls and s.mail_use_ssl:
+        raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL are exclusive: set only one")
+    if s.mail_backend == "smtp" and "MAIL_PORT" not in env:
+        changes["mail_port"] = 465 if s.mail_use_ssl else 587 if s.mail_use_tls else 25
+    if s.mail_ca_file and not Path(s.mail_ca_file).is_file():
+        raise ConfigError(f"FORMRELAY_MAIL_CA_FILE does not name a file: {s.mail_ca_file!r}")
+    if s.mail_backend == "ses" and not s.aws_region:
+        raise ConfigError("AWS_REGION is required when MAIL_BACKEND=ses")
+    if s.mail_backend != "console" and "MAIL_DEFAULT_SENDER" not in env:
+        raise ConfigError(f"MAIL_DEFAULT_SENDER is required when MAIL_BACKEND={s.mail_backend}")
+    if "@" not in s.mail_default_sender:
+        raise ConfigError(
+            f"MAIL_DEFAULT_SENDER must be an e-mail address, not {s.mail_default_sender!r}"
+        )
+    for name in ("max_body_bytes", "max_fields", "worker_batch_size", "max_attempts"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"{FIELD_TO_VAR[name]} must be at least 1")
+    return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
+
+
+def normalize_database_url(url: str, instance: Path) -> str:
+    """SQLAlchemy URL for DATABASE_URL; accepts Heroku/Dokku's postgres:// form."""
+    if not url:
+        return f"sqlite:///{instance / 'formrelay.sqlite3'}"
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme in ("postgres", "postgresql"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if scheme in ("sqlite", "postgresql+psycopg"):
+        return url
+    raise ConfigError(
+        "DATABASE_URL must start with postgres://, postgresql:// or sqlite:///, "
+        f"not {_mask_url_password(url)!r}"
+    )
+
+
+def _development_secret_key(instance: Path) -> str:
+    """Generate the development key once, kept under instance/ so sessions survive restarts."""
+    path = instance / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its key
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+def _mask_url_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":********@", 1)
+    return url

@@ -1,0 +1,123 @@
+"""The one place that turns errors into HTTP: an HTML page or JSON, as the client prefers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from ..extensions import db
+from ..services.errors import DomainError, FieldError
+from .negotiation import wants_json
+
+log = logging.getLogger("formrelay.web")
+
+STATUS_BY_CODE = {
+    "FORM_NOT_FOUND": 404,
+    "NOT_FOUND": 404,
+    "INACTIVE": 403,
+    "BLOCKED": 403,
+    "CONFLICT": 409,
+    "PAYLOAD_TOO_LARGE": 413,
+    "FILES_TOO_BIG": 413,
+    "UNSUPPORTED_CONTENT_TYPE": 415,
+    "SERVICE_UNAVAILABLE": 503,
+}
+
+
+def error_response(
+    status: int, message: str, errors: Sequence[FieldError] | None = None
+) -> Response:
+    """`{"ok": false, "error", "errors"}` for JSON clients, an error page for browsers."""
+    errors = list(errors or [FieldError(_code_for(status), message)])
+    if wants_json(request):
+        body = {
+            "ok": False,
+            "error": message,
+            "errors": [
+                {"code": e.code, "message": e.message} | ({"field": e.field} if e.field else {})
+                for e in errors
+            ],
+        }
+        response = jsonify(body)
+    else:
+        html = render_template(
+            "error.html", status=status, message=message, errors=errors, back=_back_link()
+        )
+        response = Response(html, mimetype="text/html")
+    response.status_code = status
+    return response
+
+
+def _code_for(status: int) -> str:
+    return {
+        400: "BAD_REQUEST",
+        403: "FORBIDDEN",
+        404: "NOT_FOUND",
+        405: "METHOD_NOT_ALLOWED",
+        413: "PAYLOAD_TOO_LARGE",
+        415: "UNSUPPORTED_CONTENT_TYPE",
+        503: "SERVICE_UNAVAILABLE",
+    }.get(status, "ERROR" if status < 500 else "SERVER_ERROR")
+
+
+def _back_link() -> str | None:
+    referrer = request.referrer
+    if referrer and urlsplit(referrer).scheme in ("http", "https"):
+        return referrer
+    return None
+
+
+def _rollback() -> None:
+    """Roll back the request's transaction; a dead connection must not hide the first error."""
+    try:
+        db.session.rollback()
+    except Exception:
+        log.warning("rollback failed", exc_info=True)
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError) -> Response:
+        _rollback()
+        return error_response(STATUS_BY_CODE.get(exc.code, 400), exc.message, exc.errors)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        response = error_response(status, _http_message(exc))
+        for header in ("Allow", "Retry-After"):
+            if header in exc.get_headers():
+                response.headers[header] = dict(exc.get_headers())[header]
+        return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DBAPIError)
+    def database_unavailable(exc: DBAPIError) -> Response:
+        # Nothing was acknowledged: the client may safely send again.
+        log.error("database error: %s", exc.orig if exc.orig else exc)
+        _rollback()
+        response = error_response(
+            503, "The service cannot store submissions right now; please try again shortly."
+        )
+        response.headers["Retry-After"] = "30"
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        _rollback()
+        return error_response(500, "Something went wrong on our side. Please try again later.")
+
+
+def _http_message(exc: HTTPException) -> str:
+    messages = {
+        404: "There is nothing at this address.",
+        405: f"{request.method} is not allowed here.",
+        413: "The request is larger than this service accepts.",
+    }
+    return messages.get(exc.code or 500, exc.description or exc.name)

@@ -1,0 +1,99 @@
+"""The public endpoint that HTML forms post to: POST /f/<key> (Formspree's wire protocol)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from ..db import begin_write
+from ..extensions import db
+from ..services.errors import SubmissionRejected
+from ..services.payload import parse_payload
+from ..services.submissions import SubmissionMeta, accept_submission, find_form
+from . import settings
+from .negotiation import wants_json
+
+bp = Blueprint("public", __name__)
+
+
+@bp.post("/f/<key>")
+@bp.post("/p/<project>/f/<key>")  # Formspree clients configured with a project id
+def submit(key: str, project: str | None = None) -> Response:
+    config = settings()
+    begin_write(db.session)
+    form = find_form(db.session, key)
+    body = _read_body(config.max_body_bytes)
+    payload = parse_payload(request.content_type, body, max_fields=config.max_fields)
+    if payload.files:
+        raise SubmissionRejected("NO_FILE_UPLOADS", "File uploads are not enabled for this form.")
+    accepted = accept_submission(db.session, form, fields=payload.fields, meta=_meta())
+    db.session.commit()  # the submission and its deliveries, together, before any 2xx
+    worker = current_app.extensions.get("formrelay.worker")
+    if worker is not None:  # `formrelay serve`: deliver now rather than at the next poll
+        worker.wake()
+
+    next_url = accepted.next_url or _thanks_url()
+    if wants_json(request):
+        return jsonify({"ok": True, "next": next_url, "id": accepted.submission.id})
+    return redirect(next_url, code=303)  # type: ignore[return-value]
+
+
+@bp.get("/f/<key>")
+@bp.get("/p/<project>/f/<key>")
+def explain(key: str, project: str | None = None) -> Response:
+    """A form endpoint opened in a browser: say how to use it."""
+    endpoint = settings().base_url + request.path
+    if wants_json(request):
+        response = jsonify(
+            {
+                "ok": False,
+                "error": "Send the form with POST.",
+                "errors": [{"code": "METHOD_NOT_ALLOWED", "message": "Send the form with POST."}],
+            }
+        )
+    else:
+        response = Response(render_template("form_endpoint.html", endpoint=endpoint))
+    response.status_code = 405
+    response.headers["Allow"] = "POST"
+    return response
+
+
+def _read_body(limit: int) -> bytes:
+    """The request body, refused past `limit` bytes whether or not Content-Length is sent."""
+    too_large = SubmissionRejected(
+        "PAYLOAD_TOO_LARGE", f"The submission is larger than the {limit // 1024} KB accepted."
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+def _meta() -> SubmissionMeta:
+    return SubmissionMeta(
+        remote_addr=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+        referrer=request.headers.get("Referer"),
+        origin=request.headers.get("Origin"),
+    )
+
+
+def _thanks_url() -> str:
+    """formrelay's own thanks page, linking back to the page the form was on."""
+    path = url_for("main.thanks")
+    referrer = request.headers.get("Referer", "")
+    if urlsplit(referrer).scheme in ("http", "https"):
+        path += "?" + urlencode({"back": referrer})
+    return settings().base_url + path

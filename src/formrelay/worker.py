@@ -1,0 +1,270 @@
+"""The outbox worker: claim due deliveries, send them, record each outcome, back off.
+
+Claiming is one UPDATE ... WHERE id IN (SELECT ... [FOR UPDATE SKIP LOCKED]) RETURNING, so
+any number of workers on PostgreSQL never claim a row twice, and on SQLite the single
+writer makes the same statement atomic. A claim is a lease: a worker killed mid-send leaves
+rows in `sending` that any worker reclaims once the lease expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import FrameType
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from .db import begin_write
+from .delivery import DeliveryFailed, MailBackend, mail_backend
+from .delivery.message import build_notification
+from .models import Delivery, DeliveryStatus, Form, Submission, utcnow
+from .settings import Settings
+
+log = logging.getLogger("formrelay.worker")
+
+S = DeliveryStatus
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    status: str
+    error: str | None = None
+
+
+def retry_delay(
+    attempts: int, settings: Settings, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds before attempt `attempts + 1`: exponential, capped, with +-20% jitter."""
+    base = settings.retry_base_seconds * 2 ** max(attempts - 1, 0)
+    return min(base, settings.retry_max_delay_seconds) * (0.8 + 0.4 * rand())
+
+
+def claim_due_deliveries(
+    session: Session, *, limit: int, lease_seconds: float, now: datetime
+) -> list[tuple[int, datetime]]:
+    """Lease up to `limit` due deliveries to the caller and commit; returns (id, lease) pairs."""
+    due = or_(
+        and_(Delivery.status.in_([S.PENDING, S.FAILED]), Delivery.next_attempt_at <= now),
+        and_(Delivery.status == S.SENDING, Delivery.lease_expires_at <= now),
+    )
+    candidates = select(Delivery.id).where(due).order_by(Delivery.next_attempt_at).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    lease = now + timedelta(seconds=lease_seconds)
+    begin_write(session)
+    ids = session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_(candidates.scalar_subquery()))
+        .values(
+            status=S.SENDING,
+            lease_expires_at=lease,
+            attempts=Delivery.attempts + 1,
+            updated_at=now,
+        )
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    session.commit()
+    return [(i, lease) for i in sorted(ids)]
+
+
+class Worker:
+    """Sends due deliveries with one mail backend, committing after every message."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        settings: Settings,
+        *,
+        backend_factory: Callable[[Settings], MailBackend] = mail_backend,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.session_factory = session_factory
+        self.settings = settings
+        self.backend_factory = backend_factory
+        self.clock = clock
+        self.stop_event = threading.Event()
+        self.wake_event = threading.Event()
+        self._backend: MailBackend | None = None
+
+    # -- running -----------------------------------------------------------------------
+    def run(self) -> None:
+        """Work until stop() (or SIGTERM, see install_signal_handlers)."""
+        log.info("worker started (backend %s)", self.settings.mail_backend)
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    done = self.run_once()
+                except Exception:  # the database is away, say; keep the worker alive
+                    log.exception("worker iteration failed; retrying shortly")
+                    done = []
+                if not done:
+                    self._close_backend()  # do not hold an idle SMTP connection
+                    self.wake_event.wait(self.settings.worker_poll_seconds)
+                    self.wake_event.clear()
+        finally:
+            self._close_backend()
+            log.info("worker stopped")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.wake_event.set()
+
+    def wake(self) -> None:
+        """Look for due deliveries now rather than at the next poll."""
+        self.wake_event.set()
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: finishing the message in hand, then exiting", signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def run_once(self) -> list[Outcome]:
+        """Claim one batch and send it; returns what became of each claimed delivery."""
+        with self.session_factory() as session:
+            claimed = claim_due_deliveries(
+                session,
+                limit=self.settings.worker_batch_size,
+                lease_seconds=self.settings.lease_seconds,
+                now=self.clock(),
+            )
+            outcomes: list[Outcome] = []
+            for index, (delivery_id, lease) in enumerate(claimed):
+                if self.stop_event.is_set():
+                    self._release(session, claimed[index:])
+                    break
+                outcome = self._deliver(session, delivery_id, lease)
+                if outcome is not None:
+                    outcomes.append(outcome)
+            return outcomes
+
+    def drain(self, max_batches: int = 1000) -> list[Outcome]:
+        """Send everything due now (for tests and `formrelay worker --once`)."""
+        outcomes: list[Outcome] = []
+        for _ in range(max_batches):
+            batch = self.run_once()
+            if not batch:
+                break
+            outcomes.extend(batch)
+        self._close_backend()
+        return outcomes
+
+    # -- one delivery --------------------------------------------------------------------
+    def _deliver(self, session: Session, delivery_id: int, lease: datetime) -> Outcome | None:
+        delivery = session.scalar(
+            select(Delivery)
+            .where(Delivery.id == delivery_id)
+            .options(
+                selectinload(Delivery.submission)
+                .selectinload(Submission.form)
+                .selectinload(Form.recipients)
+            )
+        )
+        if delivery is None:  # deleted with its submission meanwhile
+            session.rollback()
+            return None
+        error: DeliveryFailed | None = None
+        provider_id = None
+        try:
+            message = build_notification(delivery, self.settings)
+            provider_id = self._get_backend().send(message).provider_message_id
+        except DeliveryFailed as exc:
+            error = exc
+        except Exception as exc:  # a bug of ours: keep the row, say what happened, retry later
+            log.exception("delivery %s: unexpected error", delivery_id)
+            error = DeliveryFailed(f"internal error: {exc!r}", retryable=True)
+        attempts = delivery.attempts
+        session.rollback()  # end the read transaction before the short write
+        return self._record(session, delivery_id, lease, attempts, error, provider_id)
+
+    def _record(
+        self,
+        session: Session,
+        delivery_id: int,
+        lease: datetime,
+        attempts: int,
+        error: DeliveryFailed | None,
+        provider_id: str | None,
+    ) -> Outcome:
+        now = self.clock()
+        begin_write(session)
+        values: dict[str, object] = {"lease_expires_at": None, "updated_at": now}
+        if error is None:
+            values.update(
+                status=S.SENT, sent_at=now, provider_message_id=provider_id, last_error=None
+            )
+        elif error.retryable and attempts < self.settings.max_attempts:
+            delay = retry_delay(attempts, self.settings)
+            values.update(
+                status=S.FAILED,
+                next_attempt_at=now + timedelta(seconds=delay),
+                last_error=str(error)[:4000],
+            )
+        else:
+            reason = (
+                str(error)
+                if not error.retryable
+                else (f"gave up after {attempts} attempts: {error}")
+            )
+            values.update(status=S.DEAD, last_error=reason[:4000])
+        # Only the lease holder records: a worker whose lease ran out must not overwrite.
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.status == S.SENDING,
+                Delivery.lease_expires_at == lease,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        status = str(values["status"])
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            log.warning("delivery %s: lease lost before recording %s", delivery_id, status)
+        log.info("delivery %s: %s%s", delivery_id, status, f" ({error})" if error else "")
+        return Outcome(delivery_id, status, str(error) if error else None)
+
+    def _release(self, session: Session, claimed: Sequence[tuple[int, datetime]]) -> None:
+        """Hand back leased rows not yet tried, so another worker takes them at once."""
+        begin_write(session)
+        for delivery_id, lease in claimed:
+            session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery_id,
+                    Delivery.status == S.SENDING,
+                    Delivery.lease_expires_at == lease,
+                )
+                .values(
+                    status=S.PENDING,
+                    lease_expires_at=None,
+                    attempts=Delivery.attempts - 1,
+                    next_attempt_at=self.clock(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+        session.commit()
+
+    def _get_backend(self) -> MailBackend:
+        if self._backend is None:
+            self._backend = self.backend_factory(self.settings)
+        return self._backend
+
+    def _close_backend(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception:
+                log.exception("closing the mail backend failed")

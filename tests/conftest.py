@@ -1,0 +1,149 @@
+"""Shared fixtures: an app on a fresh database (SQLite and PostgreSQL), client, runner, worker.
+
+Every test that uses `app` runs once per database backend: `[sqlite]` always, `[postgresql]`
+when TEST_DATABASE_URL names a PostgreSQL database (.ci/run sets it) and skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import create_engine, text
+
+from formrelay import create_app
+from formrelay.cli import make_worker
+from formrelay.extensions import db
+from formrelay.settings import normalize_database_url
+from formrelay.worker import Worker
+
+from .fakes import RecordingBackend
+
+BASE_URL = "http://forms.test"
+# Variables that would leak a developer's own configuration into the tests.
+_SETTING_PREFIXES = ("FORMRELAY_", "MAIL_", "AWS_", "SES_")
+_SETTING_NAMES = ("DATABASE_URL", "SECRET_KEY", "PORT")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(_SETTING_PREFIXES) or name in _SETTING_NAMES:
+            monkeypatch.delenv(name)
+
+
+def _migrate(url: str, instance: Path) -> None:
+    app = create_app({"database_url": url, "instance_path": instance, "secret_key": "x"})
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+class SQLiteDatabases:
+    """Migrates one template database per run and copies it for each test (fast)."""
+
+    name = "sqlite"
+
+    def __init__(self, root: Path) -> None:
+        self.template = root / "template.sqlite3"
+        _migrate(f"sqlite:///{self.template}", root / "instance")
+
+    def fresh(self, tmp_path: Path) -> str:
+        target = tmp_path / "formrelay.sqlite3"
+        shutil.copyfile(self.template, target)
+        return f"sqlite:///{target}"
+
+
+class PostgresDatabases:
+    """Migrates TEST_DATABASE_URL once per run and empties its tables before each test."""
+
+    name = "postgresql"
+    TABLES = "deliveries, submissions, recipients, forms, users, roles"
+
+    def __init__(self, url: str, root: Path) -> None:
+        self.url = normalize_database_url(url, root)
+        engine = create_engine(self.url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        _migrate(self.url, root / "instance")
+        self.engine = create_engine(self.url)
+
+    def fresh(self, tmp_path: Path) -> str:
+        with self.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {self.TABLES} RESTART IDENTITY CASCADE"))
+            conn.execute(text("INSERT INTO roles (name) VALUES ('admin'), ('member')"))
+        return self.url
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def databases(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SQLiteDatabases | PostgresDatabases]:
+    if request.param == "sqlite":
+        yield SQLiteDatabases(tmp_path_factory.mktemp("sqlite"))
+        return
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (postgresql://...); .ci/run sets it")
+    pg = PostgresDatabases(url, tmp_path_factory.mktemp("pg"))
+    yield pg
+    pg.engine.dispose()
+
+
+@pytest.fixture
+def database_url(databases: SQLiteDatabases | PostgresDatabases, tmp_path: Path) -> str:
+    return databases.fresh(tmp_path)
+
+
+@pytest.fixture
+def app_config(database_url: str, tmp_path: Path) -> dict[str, object]:
+    """Settings overrides (by field name) for the test app; tests may add to it."""
+    return {
+        "database_url": database_url,
+        "instance_path": tmp_path / "instance",
+        "secret_key": "test-secret",
+        "base_url": BASE_URL,
+    }
+
+
+@pytest.fixture
+def app(app_config: dict[str, object]) -> Iterator[Flask]:
+    app = create_app(app_config)
+    app.config["TESTING"] = True
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def outbox() -> RecordingBackend:
+    """A fake mail backend that keeps what it is asked to send."""
+    return RecordingBackend()
+
+
+@pytest.fixture
+def worker(app: Flask, outbox: RecordingBackend) -> Worker:
+    """A worker sending into `outbox`."""
+    w = make_worker(app)
+    w.backend_factory = lambda settings: outbox
+    return w
