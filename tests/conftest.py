@@ -23,6 +23,7 @@ from formrelay.settings import normalize_database_url
 from formrelay.worker import Worker
 
 from .fakes import RecordingBackend
+from .mailserver import MailServer
 
 BASE_URL = "http://forms.test"
 # Variables that would leak a developer's own configuration into the tests.
@@ -147,3 +148,24 @@ def worker(app: Flask, outbox: RecordingBackend) -> Worker:
     w = make_worker(app)
     w.backend_factory = lambda settings: outbox
     return w
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[MailServer]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1, plain, no auth."""
+    server = MailServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_config(app_config: dict[str, object], smtp_server: MailServer) -> dict[str, object]:
+    """Point the test app's mail at `smtp_server` (use before `app`)."""
+    app_config.update(
+        mail_backend="smtp",
+        mail_server="127.0.0.1",
+        mail_port=smtp_server.port,
+        mail_default_sender="formrelay@forms.test",
+        mail_timeout=5.0,
+    )
+    return app_config

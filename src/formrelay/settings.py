@@ -143,7 +143,7 @@ def load_settings(
         values[f.name] = _convert(var, raw.strip(), type(getattr(defaults, f.name)))
     values.update(overrides or {})
     settings = Settings(**values)  # type: ignore[arg-type]
-    return _finish(settings, env)
+    return _finish(settings, given=set(values))
 
 
 def _convert(var: str, raw: str, kind: type) -> object:
@@ -167,7 +167,7 @@ def _convert(var: str, raw: str, kind: type) -> object:
     return raw
 
 
-def _finish(s: Settings, env: Mapping[str, str]) -> Settings:
+def _finish(s: Settings, *, given: set[str]) -> Settings:
     """Validate cross-field rules and fill derived defaults."""
     if s.env not in ENVIRONMENTS:
         raise ConfigError(f"FORMRELAY_ENV must be one of {', '.join(ENVIRONMENTS)}, not {s.env!r}")
@@ -192,13 +192,13 @@ def _finish(s: Settings, env: Mapping[str, str]) -> Settings:
         )
     if s.mail_use_tls and s.mail_use_ssl:
         raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL are exclusive: set only one")
-    if s.mail_backend == "smtp" and "MAIL_PORT" not in env:
+    if s.mail_backend == "smtp" and "mail_port" not in given:
         changes["mail_port"] = 465 if s.mail_use_ssl else 587 if s.mail_use_tls else 25
     if s.mail_ca_file and not Path(s.mail_ca_file).is_file():
         raise ConfigError(f"FORMRELAY_MAIL_CA_FILE does not name a file: {s.mail_ca_file!r}")
     if s.mail_backend == "ses" and not s.aws_region:
         raise ConfigError("AWS_REGION is required when MAIL_BACKEND=ses")
-    if s.mail_backend != "console" and "MAIL_DEFAULT_SENDER" not in env:
+    if s.mail_backend != "console" and "mail_default_sender" not in given:
         raise ConfigError(f"MAIL_DEFAULT_SENDER is required when MAIL_BACKEND={s.mail_backend}")
     if "@" not in s.mail_default_sender:
         raise ConfigError(

@@ -1,0 +1,71 @@
+"""A real SMTP server in the test process (aiosmtpd), recording what it receives."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        msg = message_from_bytes(self.content, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        return msg
+
+
+@dataclass
+class RecordingHandler:
+    """Keeps every message; `refuse_with` answers DATA with that reply instead."""
+
+    received: list[Received] = field(default_factory=list)
+    refuse_with: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refuse_with:
+            return self.refuse_with
+        with self.lock:
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
+            )
+        return "250 OK"
+
+
+class MailServer:
+    """An aiosmtpd Controller on a free port; extra Controller kwargs pass through."""
+
+    def __init__(self, **controller_kwargs: Any) -> None:
+        self.handler = RecordingHandler()
+        self.port = free_port()
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, **controller_kwargs
+        )
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+    def start(self) -> MailServer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
