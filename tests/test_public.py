@@ -1,0 +1,531 @@
+"""POST /f/<key>: what a form, a browser and a Formspree client observe."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from formrelay import create_app
+from formrelay.extensions import db
+from formrelay.models import Delivery, Submission
+
+from .conftest import BASE_URL
+from .factories import make_form
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.fixture
+def form(app):
+    return make_form(db.session, recipients=["owner@example.com", "team@example.com"])
+
+
+def stored() -> list[Submission]:
+    db.session.rollback()
+    return list(db.session.scalars(select(Submission).order_by(Submission.id)))
+
+
+def count(model) -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def multipart(parts: list[tuple[str, str | tuple[str, bytes, str]]], boundary="XyZ") -> bytes:
+    """A multipart/form-data body in exactly this part order."""
+    out = b""
+    for name, value in parts:
+        if isinstance(value, tuple):
+            filename, data, ctype = value
+            head = (
+                f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                f"Content-Type: {ctype}\r\n\r\n"
+            )
+            out += f"--{boundary}\r\n{head}".encode() + data + b"\r\n"
+        else:
+            out += (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            ).encode()
+    return out + f"--{boundary}--\r\n".encode()
+
+
+# -- the three body types ------------------------------------------------------------------
+def test_urlencoded_fields_are_stored_in_submitted_order_with_repeated_names(client, form):
+    body = "name=Ann&interest=a&email=ann%40example.org&interest=b&message=two%0D%0Alines"
+    r = client.post(f"/f/{form.key}", data=body, content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 303
+    [s] = stored()
+    assert s.fields == [
+        ["name", "Ann"],
+        ["interest", "a"],
+        ["email", "ann@example.org"],
+        ["interest", "b"],
+        ["message", "two\r\nlines"],
+    ]
+    assert s.reply_to == "ann@example.org"
+
+
+def test_multipart_fields_are_stored_in_submitted_order(client, form):
+    body = multipart([("b", "2"), ("a", "1"), ("b", "3"), ("note", "Zoë 日本")])
+    r = client.post(f"/f/{form.key}", data=body, content_type="multipart/form-data; boundary=XyZ")
+    assert r.status_code == 303
+    assert stored()[0].fields == [["b", "2"], ["a", "1"], ["b", "3"], ["note", "Zoë 日本"]]
+
+
+def test_json_body_keeps_lists_as_repeated_values(client, form):
+    document = {"name": "Ann", "tags": ["x", "y"], "n": 3, "ok": True, "none": None, "o": {"k": 1}}
+    # json.dumps keeps key order (Flask's test client would sort the keys).
+    r = client.post(f"/f/{form.key}", data=json.dumps(document), content_type=JSON_CT)
+    assert r.status_code == 200
+    assert stored()[0].fields == [
+        ["name", "Ann"],
+        ["tags", "x"],
+        ["tags", "y"],
+        ["n", "3"],
+        ["ok", "true"],
+        ["none", ""],
+        ["o", '{"k": 1}'],
+    ]
+
+
+def test_an_empty_file_input_is_ignored_but_a_file_is_refused(client, form):
+    empty = multipart([("message", "hi"), ("attachment", ("", b"", "application/octet-stream"))])
+    r = client.post(f"/f/{form.key}", data=empty, content_type="multipart/form-data; boundary=XyZ")
+    assert r.status_code == 303
+    with_file = multipart([("message", "hi"), ("cv", ("cv.pdf", b"%PDF-1.4", "application/pdf"))])
+    r = client.post(
+        f"/f/{form.key}",
+        data=with_file,
+        content_type="multipart/form-data; boundary=XyZ",
+        headers={"Accept": "application/json"},
+    )
+    assert r.status_code == 400
+    assert r.json == {
+        "ok": False,
+        "error": "File uploads are not enabled for this form.",
+        "errors": [
+            {"code": "NO_FILE_UPLOADS", "message": "File uploads are not enabled for this form."}
+        ],
+    }
+    assert count(Submission) == 1
+
+
+# -- HTML or JSON: what each client gets ----------------------------------------------------
+FORM_CT = "application/x-www-form-urlencoded"
+JSON_CT = "application/json"
+MULTI_CT = "multipart/form-data; boundary=XyZ"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "accept", "xhr", "shape"),
+    [
+        (FORM_CT, BROWSER_ACCEPT, None, "html"),  # a browser posting a form
+        (MULTI_CT, BROWSER_ACCEPT, None, "html"),  # a browser posting a multipart form
+        (FORM_CT, None, None, "html"),  # curl -d without Accept
+        (FORM_CT, "*/*", None, "html"),
+        (FORM_CT, "application/json", None, "json"),  # fetch(..., {headers: {Accept}})
+        (MULTI_CT, "application/json", None, "json"),  # @formspree/ajax sends FormData
+        (FORM_CT, "text/html;q=0.5, application/json", None, "json"),
+        (FORM_CT, "application/json;q=0.5, text/html", None, "html"),
+        (FORM_CT, BROWSER_ACCEPT, "XMLHttpRequest", "json"),  # jQuery $.ajax
+        (FORM_CT, None, "XMLHttpRequest", "json"),
+        (JSON_CT, None, None, "json"),  # a JSON body with no Accept
+        (JSON_CT, "*/*", None, "json"),  # fetch's default Accept
+        (JSON_CT, "application/json", None, "json"),  # @formspree/core
+        (JSON_CT, "text/html", None, "html"),  # a JSON body from a client that wants HTML
+        (JSON_CT, BROWSER_ACCEPT, None, "html"),
+        (FORM_CT, "text/plain", None, "html"),
+    ],
+)
+def test_client_gets_the_shape_it_prefers(client, form, content_type, accept, xhr, shape):
+    headers = {"Referer": "https://site.example/contact"}
+    if accept:
+        headers["Accept"] = accept
+    if xhr:
+        headers["X-Requested-With"] = xhr
+    if content_type == JSON_CT:
+        body = json.dumps({"message": "hi"}).encode()
+    elif content_type == MULTI_CT:
+        body = multipart([("message", "hi")])
+    else:
+        body = b"message=hi"
+    r = client.post(f"/f/{form.key}", data=body, content_type=content_type, headers=headers)
+    thanks = f"{BASE_URL}/thanks?back=https%3A%2F%2Fsite.example%2Fcontact"
+    if shape == "json":
+        assert r.status_code == 200
+        assert r.json == {"ok": True, "next": thanks, "id": stored()[0].id}
+    else:
+        assert r.status_code == 303
+        assert r.headers["Location"] == thanks
+
+    # Errors come in the same shape as success.
+    bad = client.post(
+        f"/f/{form.key}",
+        data=body.replace(b"message", b"email").replace(b"hi", b"not-an-address"),
+        content_type=content_type,
+        headers=headers,
+    )
+    assert bad.status_code == 400
+    if shape == "json":
+        assert bad.mimetype == "application/json"
+        assert bad.json["errors"][0]["code"] == "TYPE_EMAIL"
+    else:
+        assert bad.mimetype == "text/html"
+        assert "The email field must be a valid e-mail address." in bad.text
+        assert 'href="https://site.example/contact"' in bad.text
+
+
+# -- special fields ------------------------------------------------------------------------
+def post_json(client, key, data, **headers):
+    return client.post(
+        f"/f/{key}",
+        data=json.dumps(data),
+        content_type=JSON_CT,
+        headers={"Accept": "application/json", **headers},
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "reply_to"),
+    [
+        ({"_replyto": "Reply@Example.org", "email": "other@example.org"}, "Reply@example.org"),
+        ({"email": "ann@example.org"}, "ann@example.org"),
+        ({"Email": "ann@example.org"}, "ann@example.org"),
+        ({"_replyto": " ", "email": "ann@example.org"}, "ann@example.org"),
+        ({"name": "no address"}, None),
+        ({"email": ""}, None),
+    ],
+)
+def test_reply_to_comes_from_replyto_else_the_email_field(client, form, fields, reply_to):
+    r = post_json(client, form.key, {"message": "hi", **fields})
+    assert r.status_code == 200, r.json
+    [s] = stored()
+    assert s.reply_to == reply_to
+    assert "_replyto" not in dict(s.fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"_replyto": "not an address"}, "_replyto"),
+        ({"_replyto": "a@example.com\r\nBcc: evil@example.com"}, "_replyto"),
+        ({"email": "ann@"}, "email"),
+        ({"_cc": "ok@example.com, broken"}, "_cc"),
+        ({"_cc": "a@x.io,b@x.io,c@x.io,d@x.io,e@x.io,f@x.io"}, "_cc"),
+        ({"_next": "javascript:alert(1)"}, "_next"),
+        ({"_next": "data:text/html,hi"}, "_next"),
+        ({"_next": "ftp://example.com/"}, "_next"),
+        ({"_next": "https://ok.example/\r\nSet-Cookie: a=b"}, "_next"),
+    ],
+)
+def test_invalid_special_fields_are_refused_naming_the_field(client, form, fields, field):
+    r = post_json(client, form.key, {"message": "hi", **fields}, Referer="https://s.example/")
+    assert r.status_code == 400
+    assert r.json["ok"] is False
+    assert [e["field"] for e in r.json["errors"]] == [field]
+    assert r.json["error"] == r.json["errors"][0]["message"]
+    assert count(Submission) == 0 and count(Delivery) == 0
+
+
+def test_every_invalid_field_is_reported_at_once(client, form):
+    r = post_json(client, form.key, {"email": "x", "_cc": "y", "_next": "javascript:x"})
+    assert r.status_code == 400
+    assert [(e["code"], e["field"]) for e in r.json["errors"]] == [
+        ("TYPE_EMAIL", "email"),
+        ("TYPE_EMAIL", "_cc"),
+        ("INVALID_NEXT", "_next"),
+    ]
+
+
+def test_subject_is_one_line_and_capped(client, form):
+    r = post_json(
+        client, form.key, {"message": "hi", "_subject": "Hi\r\nBcc: x@evil.com " + "z" * 500}
+    )
+    assert r.status_code == 200
+    [s] = stored()
+    assert s.subject.startswith("Hi Bcc: x@evil.com zzz")
+    assert "\n" not in s.subject and "\r" not in s.subject
+    assert len(s.subject) == 200
+
+
+def test_cc_addresses_go_on_every_delivery(client, form):
+    r = post_json(client, form.key, {"message": "hi", "_cc": "a@example.com, b@example.com"})
+    assert r.status_code == 200
+    [s] = stored()
+    assert s.cc == ["a@example.com", "b@example.com"]
+    assert [d.target for d in s.deliveries] == ["owner@example.com", "team@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("next_value", "referrer", "location"),
+    [
+        ("https://site.example/thanks", None, "https://site.example/thanks"),
+        ("http://site.example/t?a=1", None, "http://site.example/t?a=1"),
+        ("/thanks.html", "https://site.example/contact/", "https://site.example/thanks.html"),
+        (
+            "done.html",
+            "https://site.example/contact/form",
+            "https://site.example/contact/done.html",
+        ),
+    ],
+)
+def test_next_redirects_the_browser(client, form, next_value, referrer, location):
+    headers = {"Referer": referrer} if referrer else {}
+    r = client.post(f"/f/{form.key}", data={"message": "hi", "_next": next_value}, headers=headers)
+    assert r.status_code == 303
+    assert r.headers["Location"] == location
+    assert dict(stored()[0].fields) == {"message": "hi"}
+
+
+def test_relative_next_without_a_referring_page_is_refused(client, form):
+    r = post_json(client, form.key, {"message": "hi", "_next": "/thanks"})
+    assert r.status_code == 400
+    assert r.json["errors"][0]["field"] == "_next"
+
+
+def test_the_forms_default_redirect_applies_without_next(client):
+    form = make_form(db.session, redirect_url="https://site.example/merci")
+    r = client.post(f"/f/{form.key}", data={"message": "hi"})
+    assert r.headers["Location"] == "https://site.example/merci"
+    r = client.post(f"/f/{form.key}", data={"message": "hi", "_next": "https://o.example/"})
+    assert r.headers["Location"] == "https://o.example/"
+
+
+def test_honeypot_looks_like_success_but_is_stored_as_spam_and_not_delivered(client, form):
+    r = post_json(client, form.key, {"message": "buy now", "_gotcha": "http://spam", "email": "x"})
+    assert r.status_code == 200
+    assert r.json["ok"] is True
+    [s] = stored()
+    assert s.is_spam and s.spam_reason == "honeypot field was filled"
+    assert s.deliveries == []
+    assert "_gotcha" not in dict(s.fields)
+
+
+def test_special_fields_are_not_stored_as_data(client, form):
+    r = post_json(
+        client,
+        form.key,
+        {
+            "message": "hi",
+            "_replyto": "a@example.com",
+            "_subject": "S",
+            "_next": "https://x.example/",
+            "_cc": "c@example.com",
+            "_gotcha": "",
+            "_other": "kept",
+        },
+    )
+    assert r.status_code == 200
+    assert stored()[0].fields == [["message", "hi"], ["_other", "kept"]]
+
+
+# -- deliveries ----------------------------------------------------------------------------
+def test_one_pending_delivery_per_verified_recipient_is_stored_with_the_submission(client, app):
+    form = make_form(db.session, recipients=["a@example.com"])
+    unverified = make_form(db.session, name="Other", recipients=["b@example.com"], verified=False)
+    assert post_json(client, form.key, {"message": "hi"}).status_code == 200
+    assert post_json(client, unverified.key, {"message": "hi"}).status_code == 200
+    first, second = stored()
+    assert [(d.channel, d.target, d.status, d.attempts) for d in first.deliveries] == [
+        ("email", "a@example.com", "pending", 0)
+    ]
+    assert second.deliveries == []
+
+
+def test_metadata_of_the_request_is_kept(client, form):
+    client.post(
+        f"/f/{form.key}",
+        data={"message": "hi"},
+        headers={
+            "User-Agent": "Mozilla/5.0 test",
+            "Referer": "https://site.example/contact",
+            "Origin": "https://site.example",
+        },
+        environ_base={"REMOTE_ADDR": "203.0.113.9"},
+    )
+    [s] = stored()
+    assert (s.remote_addr, s.user_agent, s.referrer, s.origin) == (
+        "203.0.113.9",
+        "Mozilla/5.0 test",
+        "https://site.example/contact",
+        "https://site.example",
+    )
+    assert s.created_at.tzinfo is not None
+
+
+# -- errors --------------------------------------------------------------------------------
+def test_unknown_form_is_404_in_both_shapes(client, app):
+    r = post_json(client, "nope", {"message": "hi"})
+    assert r.status_code == 404
+    assert r.json == {
+        "ok": False,
+        "error": "There is no form at this address.",
+        "errors": [{"code": "FORM_NOT_FOUND", "message": "There is no form at this address."}],
+    }
+    r = client.post("/f/nope", data={"message": "hi"}, headers={"Accept": BROWSER_ACCEPT})
+    assert r.status_code == 404
+    assert "There is no form at this address." in r.text
+
+
+def test_disabled_form_is_403_with_a_clear_message(client):
+    form = make_form(db.session, enabled=False)
+    r = post_json(client, form.key, {"message": "hi"})
+    assert r.status_code == 403
+    assert r.json["errors"] == [
+        {"code": "INACTIVE", "message": "This form has been disabled by its owner."}
+    ]
+    assert count(Submission) == 0
+
+
+def test_get_on_the_endpoint_is_405_and_explains_how_to_post(client, form):
+    r = client.get(f"/f/{form.key}")
+    assert r.status_code == 405
+    assert r.headers["Allow"] == "POST"
+    assert f'&lt;form action="{BASE_URL}/f/{form.key}" method="POST"&gt;' in r.text
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"", FORM_CT, 400, "EMPTY"),
+        (b"message=&name=+", FORM_CT, 400, "EMPTY"),
+        (b"_subject=only+special", FORM_CT, 400, "EMPTY"),
+        (b"{}", JSON_CT, 400, "EMPTY"),
+        (b'{"message": "hi"', JSON_CT, 400, "INVALID_JSON"),
+        (b'["message"]', JSON_CT, 400, "INVALID_JSON"),
+        (b'"text"', JSON_CT, 400, "INVALID_JSON"),
+        (b'{"message": "\xff\xfe"}', JSON_CT, 400, "INVALID_ENCODING"),
+        (b"message=caf\xe9", FORM_CT, 400, "INVALID_ENCODING"),
+        (b"message=caf%E9", FORM_CT, 400, "INVALID_ENCODING"),
+        (
+            multipart([("message", "x")]).replace(b"x\r\n", b"\xe9\r\n"),
+            MULTI_CT,
+            400,
+            "INVALID_ENCODING",
+        ),
+        (b"--XyZ\r\nbroken", MULTI_CT, 400, "INVALID_MULTIPART"),
+        (b"message=hi", "multipart/form-data", 400, "INVALID_MULTIPART"),
+        (b"message=hi", "text/plain", 415, "UNSUPPORTED_CONTENT_TYPE"),
+        (b"<x/>", "application/xml", 415, "UNSUPPORTED_CONTENT_TYPE"),
+        (b"message=" + b"a" * (100 * 1024), FORM_CT, 413, "PAYLOAD_TOO_LARGE"),
+        (b"&".join(b"f%d=1" % i for i in range(201)), FORM_CT, 400, "TOO_MANY_FIELDS"),
+    ],
+)
+def test_bad_bodies_are_refused_with_a_clear_error(client, form, body, content_type, status, code):
+    r = client.post(
+        f"/f/{form.key}",
+        data=body,
+        content_type=content_type,
+        headers={"Accept": "application/json"},
+    )
+    assert r.status_code == status
+    assert r.json["ok"] is False
+    assert r.json["errors"][0]["code"] == code
+    assert r.json["error"]
+    assert count(Submission) == 0
+
+
+def test_200_fields_are_accepted(client, form):
+    body = b"&".join(b"f%d=1" % i for i in range(200))
+    assert client.post(f"/f/{form.key}", data=body, content_type=FORM_CT).status_code == 303
+
+
+def test_body_limit_and_field_limit_are_configurable(app_config):
+    app_config.update(max_body_bytes=50, max_fields=2)
+    app = create_app(app_config)
+    with app.app_context():
+        form = make_form(db.session)
+        client = app.test_client()
+        big = client.post(f"/f/{form.key}", data={"message": "x" * 60})
+        assert big.status_code == 413
+        many = client.post(f"/f/{form.key}", data={"a": "1", "b": "2", "c": "3"})
+        assert many.status_code == 400
+        assert client.post(f"/f/{form.key}", data={"a": "1", "b": "2"}).status_code == 303
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_a_chunked_body_over_the_limit_is_refused(client, form):
+    # No Content-Length: the limit holds while reading, as under gunicorn's chunked input.
+    r = client.post(
+        f"/f/{form.key}",
+        input_stream=io.BytesIO(b"message=" + b"a" * (200 * 1024)),
+        content_type=FORM_CT,
+        headers={"Accept": "application/json", "Transfer-Encoding": "chunked"},
+        environ_base={"wsgi.input_terminated": True},
+    )
+    assert r.status_code == 413
+    assert r.json["errors"][0]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_database_unavailable_is_503_and_never_a_2xx(app_config):
+    app_config["database_url"] = "postgresql://postgres@127.0.0.1:9/none?connect_timeout=2"
+    app = create_app(app_config)
+    client = app.test_client()
+    r = client.post("/f/anything", json={"message": "hi"})
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "30"
+    assert r.json["ok"] is False
+    assert "try again" in r.json["error"]
+
+
+# -- CORS ----------------------------------------------------------------------------------
+def test_cors_preflight_allows_formspree_client_headers(client, form):
+    r = client.options(
+        f"/f/{form.key}",
+        headers={
+            "Origin": "https://site.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, accept, formspree-client, "
+            "formspree-session-data, x-requested-with",
+        },
+    )
+    assert r.status_code in (200, 204)
+    assert r.headers["Access-Control-Allow-Origin"] in ("*", "https://site.example")
+    assert "POST" in r.headers["Access-Control-Allow-Methods"]
+    allowed = {h.strip().lower() for h in r.headers["Access-Control-Allow-Headers"].split(",")}
+    assert allowed >= {
+        "content-type",
+        "accept",
+        "formspree-client",
+        "formspree-session-data",
+        "x-requested-with",
+    }
+    assert "Access-Control-Allow-Credentials" not in r.headers
+
+
+def test_cross_origin_post_and_its_errors_carry_cors_headers(client, form):
+    ok = post_json(client, form.key, {"message": "hi"}, Origin="https://site.example")
+    bad = post_json(client, "missing", {"message": "hi"}, Origin="https://site.example")
+    for r in (ok, bad):
+        assert r.headers["Access-Control-Allow-Origin"] in ("*", "https://site.example")
+
+
+def test_cors_is_only_on_the_public_endpoint(client, app):
+    r = client.get("/", headers={"Origin": "https://site.example"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_project_scoped_path_of_formspree_clients_works(client, form):
+    r = client.post(
+        f"/p/proj123/f/{form.key}", json={"message": "hi"}, headers={"Accept": "application/json"}
+    )
+    assert r.status_code == 200
+    assert r.json["ok"] is True
+
+
+# -- formrelay's own pages -----------------------------------------------------------------
+def test_thanks_page_links_back_to_an_http_referrer_only(client, app):
+    r = client.get("/thanks?back=https://site.example/contact")
+    assert r.status_code == 200
+    assert 'href="https://site.example/contact"' in r.text
+    r = client.get("/thanks?back=javascript:alert(1)")
+    assert "javascript:alert(1)" not in r.text
+
+
+def test_unknown_page_is_404_html_or_json(client, app):
+    assert client.get("/nowhere").status_code == 404
+    r = client.get("/nowhere", headers={"Accept": "application/json"})
+    assert r.json["errors"][0]["code"] == "NOT_FOUND"
