@@ -162,7 +162,7 @@ def _convert(var: str, raw: str, kind: type) -> object:
         if number < 0:
             raise ConfigError(f"{var} must not be negative, not {raw!r}")
         return number
-    if kind is Path:
+    if issubclass(kind, Path):
         return Path(raw)
     return raw
 

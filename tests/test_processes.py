@@ -1,0 +1,156 @@
+"""The real commands, as a newcomer and a production host run them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from .mailserver import free_port
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A clean environment: nothing of the developer's own formrelay settings leaks in."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("FORMRELAY_", "MAIL_"))}
+    keep.pop("DATABASE_URL", None)
+    keep.pop("SECRET_KEY", None)
+    return {
+        **keep,
+        "FORMRELAY_INSTANCE_PATH": str(tmp_path / "instance"),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def wait_for(url: str, proc: subprocess.Popen[str], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"server exited early: {proc.stdout.read() if proc.stdout else ''}"
+            )
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer in {timeout}s")
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
+
+
+@pytest.mark.slow
+def test_make_run_flow_serves_the_demo_form_and_prints_its_mail(tmp_path):
+    """`make run`: db upgrade, form demo, serve; a post to the demo form is printed."""
+    port = free_port()
+    env = env_for(tmp_path, FORMRELAY_BASE_URL=f"http://127.0.0.1:{port}")
+    formrelay = str(BIN / "formrelay")
+    assert run([formrelay, "db", "upgrade"], env, tmp_path).returncode == 0
+    demo = run([formrelay, "form", "demo"], env, tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    url = re.search(r"http://127\.0\.0\.1:\d+/f/[\w-]+", demo.stdout).group(0)
+    assert f'<form action="{url}" method="POST">' in demo.stdout
+
+    proc = subprocess.Popen(
+        [formrelay, "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", proc)
+        r = httpx.post(url, data={"email": "ann@example.org", "message": "Hello from the demo"})
+        assert r.status_code == 303
+        assert urlsplit(r.headers["location"]).path == "/thanks"
+        time.sleep(1.5)  # the in-process worker is woken at once; give it a moment
+    finally:
+        out = stop(proc)
+    assert "To: you@example.com" in out
+    assert "Reply-To: ann@example.org" in out
+    assert "Hello from the demo" in out
+    assert "delivery 1: sent" in out
+
+
+def procfile(kind: str) -> list[str]:
+    """The Procfile's command for `kind`, run through a shell as Heroku and Dokku do."""
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    command = next(line for line in lines if line.startswith(f"{kind}:")).split(":", 1)[1]
+    return ["/bin/sh", "-c", f"exec {command.strip()}"]
+
+
+@pytest.mark.slow
+def test_procfile_web_and_release_run_in_production_mode(tmp_path):
+    port = free_port()
+    env = env_for(
+        tmp_path,
+        FORMRELAY_ENV="production",
+        SECRET_KEY="s3cret-for-the-test",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+        FORMRELAY_BASE_URL="https://forms.example.com",
+        PORT=str(port),
+        WEB_CONCURRENCY="2",
+    )
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    release = run(procfile("release"), env, tmp_path)
+    assert release.returncode == 0, release.stderr
+    created = run(
+        [str(BIN / "formrelay"), "form", "create", "--name", "Prod", "--to", "o@example.com"],
+        env,
+        tmp_path,
+    )
+    endpoint = created.stdout.strip().splitlines()[-1]
+    assert endpoint.startswith("https://forms.example.com/f/")
+
+    proc = subprocess.Popen(
+        procfile("web"),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", proc)
+        local = endpoint.replace("https://forms.example.com", f"http://127.0.0.1:{port}")
+        r = httpx.post(local, json={"message": "hi"}, headers={"Accept": "application/json"})
+        assert r.status_code == 200
+        assert r.json()["ok"] is True
+        assert r.json()["next"].startswith("https://forms.example.com/thanks")
+    finally:
+        stop(proc)
+
+
+def test_production_without_secret_key_stops_with_one_line(tmp_path):
+    env = env_for(tmp_path, FORMRELAY_ENV="production")
+    result = run([str(BIN / "formrelay"), "form", "list"], env, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "formrelay: configuration error: SECRET_KEY is required when FORMRELAY_ENV=production"
+    )
