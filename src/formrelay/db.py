@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm import Session
 
 from .settings import Settings
 
@@ -37,7 +37,7 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
 WRITE_OPTION = "formrelay_write"
 
 
-def begin_write(session: Session | scoped_session[Session]) -> None:
+def begin_write(session: Session) -> None:
     """Start the session's transaction as a writer.
 
     On SQLite a deferred transaction that reads and then writes fails at once with
@@ -46,9 +46,8 @@ def begin_write(session: Session | scoped_session[Session]) -> None:
     never block writers. Elsewhere this only starts the transaction. A transaction already
     open is left as it is.
     """
-    real = session() if isinstance(session, scoped_session) else session
-    if not real.in_transaction():
-        real.connection(execution_options={WRITE_OPTION: True})
+    if not session.in_transaction():
+        session.connection(execution_options={WRITE_OPTION: True})
 
 
 @event.listens_for(Engine, "begin")

@@ -68,7 +68,7 @@ def accept_submission(
             data.append((name, value))
 
     if special.get(HONEYPOT, "").strip():
-        next_url = _lenient(lambda: _next_url(special.get(NEXT, ""), meta))
+        next_url = _lenient_next_url(special.get(NEXT, ""), meta)
         submission = _store(session, form, data, meta, spam_reason="honeypot field was filled")
         return Accepted(submission, next_url or form.redirect_url)
 
@@ -193,9 +193,10 @@ def _bad_next(reason: str) -> SubmissionRejected:
     return SubmissionRejected("INVALID_NEXT", f"The {NEXT} field {reason}.", NEXT)
 
 
-def _lenient(compute):  # type: ignore[no-untyped-def]
+def _lenient_next_url(raw: str, meta: SubmissionMeta) -> str | None:
+    """_next for a spam submission: an invalid one is ignored, never reported to the bot."""
     try:
-        return compute()
+        return _next_url(raw, meta)
     except SubmissionRejected:
         return None
 

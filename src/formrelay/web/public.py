@@ -30,14 +30,15 @@ bp = Blueprint("public", __name__)
 @bp.post("/p/<project>/f/<key>")  # Formspree clients configured with a project id
 def submit(key: str, project: str | None = None) -> Response:
     config = settings()
-    begin_write(db.session)
-    form = find_form(db.session, key)
+    session = db.session()
+    begin_write(session)
+    form = find_form(session, key)
     body = _read_body(config.max_body_bytes)
     payload = parse_payload(request.content_type, body, max_fields=config.max_fields)
     if payload.files:
         raise SubmissionRejected("NO_FILE_UPLOADS", "File uploads are not enabled for this form.")
-    accepted = accept_submission(db.session, form, fields=payload.fields, meta=_meta())
-    db.session.commit()  # the submission and its deliveries, together, before any 2xx
+    accepted = accept_submission(session, form, fields=payload.fields, meta=_meta())
+    session.commit()  # the submission and its deliveries, together, before any 2xx
     worker = current_app.extensions.get("formrelay.worker")
     if worker is not None:  # `formrelay serve`: deliver now rather than at the next poll
         worker.wake()
