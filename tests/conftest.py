@@ -10,11 +10,13 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import create_engine, text
+from werkzeug.test import TestResponse
 
 from formrelay import create_app
 from formrelay.cli import make_worker
@@ -116,10 +118,21 @@ def app_config(database_url: str, tmp_path: Path) -> dict[str, object]:
     }
 
 
+class FreshReadsClient(FlaskClient):
+    """Ends the test's own transaction after each request, so that the test's next read
+    sees what the request committed (a SQLite reader keeps its snapshot until it ends)."""
+
+    def open(self, *args: Any, **kwargs: Any) -> TestResponse:
+        response = super().open(*args, **kwargs)
+        db.session.rollback()
+        return response
+
+
 @pytest.fixture
 def app(app_config: dict[str, object]) -> Iterator[Flask]:
     app = create_app(app_config)
     app.config["TESTING"] = True
+    app.test_client_class = FreshReadsClient
     with app.app_context():
         yield app
         db.session.remove()

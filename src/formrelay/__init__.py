@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.orm import sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import db as _db_events  # noqa: F401  (registers the engine event listeners)
 from .db import engine_options
 from .extensions import cors, db, migrate
+from .ingest import GroupCommit
 from .settings import Settings, load_settings
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
@@ -40,6 +42,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     db.init_app(app)
+    with app.app_context():
+        app.extensions["formrelay.ingest"] = GroupCommit(sessionmaker(bind=db.engine))
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
     # Cross-origin posts are for the public endpoint only; nothing else answers other sites.
     public_cors = {

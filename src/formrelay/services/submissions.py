@@ -1,17 +1,18 @@
-"""Accepting a submission: validate the special fields, store it and its deliveries."""
+"""Accepting a submission: validate the special fields, store it with its deliveries."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from ..models import Delivery, Form, Submission
-from .errors import FieldError, FormDisabled, FormNotFound, SubmissionRejected
+from ..models import Delivery, DeliveryStatus, Form, Recipient, Submission, utcnow
+from .errors import DomainError, FieldError, FormDisabled, FormNotFound, SubmissionRejected
 
 # Fields that steer formrelay and are never shown as data (Formspree's names).
 REPLY_TO, SUBJECT, NEXT, CC, HONEYPOT = "_replyto", "_subject", "_next", "_cc", "_gotcha"
@@ -32,32 +33,31 @@ class SubmissionMeta:
 
 
 @dataclass(frozen=True)
-class Accepted:
-    submission: Submission
+class PreparedSubmission:
+    """A validated submission, not yet bound to a form or stored."""
+
+    fields: list[tuple[str, str]]  # data fields only, in submitted order
+    meta: SubmissionMeta
+    reply_to: str | None = None
+    subject: str | None = None
+    cc: tuple[str, ...] = ()
+    next_url: str | None = None
+    spam_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredSubmission:
+    id: int
     # Where the submitter goes next: _next or the form's redirect; None means our thanks page.
     next_url: str | None
 
 
-def find_form(session: Session, key: str) -> Form:
-    """The enabled form with this public key.
+def prepare_submission(fields: list[tuple[str, str]], meta: SubmissionMeta) -> PreparedSubmission:
+    """Split the special fields from the data and validate them; touches no database.
 
-    Raises FormNotFound or FormDisabled.
-    """
-    form = session.scalar(select(Form).where(Form.key == key))
-    if form is None:
-        raise FormNotFound()
-    if not form.enabled:
-        raise FormDisabled()
-    return form
-
-
-def accept_submission(
-    session: Session, form: Form, *, fields: list[tuple[str, str]], meta: SubmissionMeta
-) -> Accepted:
-    """Store a submission and one pending delivery per verified recipient (not committed).
-
-    A filled honeypot is stored as spam with no deliveries and answered like any success,
-    so that a bot learns nothing. Raises SubmissionRejected naming every invalid field.
+    A filled honeypot gives a submission marked as spam whatever else it holds, so that it
+    is answered like any success and a bot learns nothing. Raises SubmissionRejected naming
+    every invalid field.
     """
     special: dict[str, str] = {}
     data: list[tuple[str, str]] = []
@@ -69,14 +69,16 @@ def accept_submission(
 
     if special.get(HONEYPOT, "").strip():
         next_url = _lenient_next_url(special.get(NEXT, ""), meta)
-        submission = _store(session, form, data, meta, spam_reason="honeypot field was filled")
-        return Accepted(submission, next_url or form.redirect_url)
+        return PreparedSubmission(
+            data, meta, next_url=next_url, spam_reason="honeypot field was filled"
+        )
 
     if not any(value.strip() for _, value in data):
         raise SubmissionRejected("EMPTY", "The form was submitted with no data.")
 
     errors: list[FieldError] = []
-    reply_to = cc = next_url = None
+    reply_to = next_url = None
+    cc: list[str] = []
     try:
         reply_to = _reply_to(special, data)
     except SubmissionRejected as exc:
@@ -91,48 +93,117 @@ def accept_submission(
         errors.extend(exc.errors)
     if errors:
         raise SubmissionRejected.from_errors(errors)
-
-    submission = _store(
-        session,
-        form,
+    return PreparedSubmission(
         data,
         meta,
         reply_to=reply_to,
         subject=clean_subject(special.get(SUBJECT, "")),
-        cc=cc or [],
+        cc=tuple(cc),
+        next_url=next_url,
     )
-    for recipient in form.recipients:
-        if recipient.verified:
-            submission.deliveries.append(Delivery(channel="email", target=recipient.email))
-    return Accepted(submission, next_url or form.redirect_url)
 
 
-def _store(
-    session: Session,
-    form: Form,
-    data: list[tuple[str, str]],
-    meta: SubmissionMeta,
-    *,
-    reply_to: str | None = None,
-    subject: str | None = None,
-    cc: list[str] | None = None,
-    spam_reason: str | None = None,
-) -> Submission:
-    submission = Submission(
-        form=form,
-        fields=[[name, value] for name, value in data],
-        reply_to=reply_to,
-        subject=subject,
-        cc=cc or [],
-        remote_addr=_cap(meta.remote_addr, 64),
-        user_agent=_cap(meta.user_agent, 512),
-        referrer=_cap(meta.referrer, 2000),
-        origin=_cap(meta.origin, 512),
-        is_spam=spam_reason is not None,
-        spam_reason=spam_reason,
-    )
-    session.add(submission)
-    return submission
+def store_submissions(
+    session: Session, batch: Sequence[tuple[str, PreparedSubmission]]
+) -> list[StoredSubmission | DomainError]:
+    """Store prepared submissions for the forms with these keys (not committed).
+
+    Each gets one pending delivery per verified recipient of its form (none when it is
+    spam), in the session's transaction. The result says, in order, what became of each:
+    stored, or FormNotFound / FormDisabled. Core inserts of the whole batch keep the request
+    path lean; group commit (formrelay.ingest) passes all the submissions that arrived together.
+    """
+    forms = {
+        row.key: row
+        for row in session.execute(
+            select(Form.id, Form.key, Form.enabled, Form.redirect_url).where(
+                Form.key.in_({key for key, _ in batch})
+            )
+        )
+    }
+    recipients: dict[int, list[str]] = {}
+    for form_id, email in session.execute(
+        select(Recipient.form_id, Recipient.email)
+        .where(Recipient.form_id.in_([f.id for f in forms.values()]), Recipient.verified)
+        .order_by(Recipient.id)
+    ):
+        recipients.setdefault(form_id, []).append(email)
+
+    results: list[StoredSubmission | DomainError] = []
+    # (index in results, item, form id, where the submitter goes next)
+    accepted: list[tuple[int, PreparedSubmission, int, str | None]] = []
+    for key, item in batch:
+        form = forms.get(key)
+        if form is None:
+            results.append(FormNotFound())
+        elif not form.enabled:
+            results.append(FormDisabled())
+        else:
+            accepted.append((len(results), item, form.id, item.next_url or form.redirect_url))
+            results.append(FormNotFound())  # placeholder, replaced once stored
+    if not accepted:
+        return results
+
+    table = Submission.__table__
+    ids = session.scalars(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True),
+        [_submission_row(form_id, item) for _, item, form_id, _ in accepted],
+    ).all()
+    deliveries: list[dict[str, object]] = []
+    for (index, item, form_id, next_url), submission_id in zip(accepted, ids, strict=True):
+        results[index] = StoredSubmission(submission_id, next_url)
+        if item.spam_reason is None:
+            deliveries.extend(
+                _delivery_row(submission_id, to) for to in recipients.get(form_id, [])
+            )
+    if deliveries:
+        session.execute(insert(Delivery.__table__), deliveries)
+    return results
+
+
+def accept_submission(
+    session: Session, key: str, *, fields: list[tuple[str, str]], meta: SubmissionMeta
+) -> StoredSubmission:
+    """Validate and store one submission (not committed).
+
+    Raises SubmissionRejected, FormNotFound or FormDisabled.
+    """
+    [result] = store_submissions(session, [(key, prepare_submission(fields, meta))])
+    if isinstance(result, DomainError):
+        raise result
+    return result
+
+
+def _submission_row(form_id: int, item: PreparedSubmission) -> dict[str, object]:
+    meta = item.meta
+    return {
+        "form_id": form_id,
+        "created_at": utcnow(),
+        "fields": [[name, value] for name, value in item.fields],
+        "reply_to": item.reply_to,
+        "subject": item.subject,
+        "cc": list(item.cc),
+        "remote_addr": _cap(meta.remote_addr, 64),
+        "user_agent": _cap(meta.user_agent, 512),
+        "referrer": _cap(meta.referrer, 2000),
+        "origin": _cap(meta.origin, 512),
+        "is_spam": item.spam_reason is not None,
+        "spam_reason": item.spam_reason,
+    }
+
+
+def _delivery_row(submission_id: int, target: str) -> dict[str, object]:
+    now = utcnow()
+    return {
+        "submission_id": submission_id,
+        "channel": "email",
+        "target": target,
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def clean_subject(raw: str) -> str | None:

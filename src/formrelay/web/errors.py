@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from ..extensions import db
+from ..ingest import StorageUnavailable
 from ..services.errors import DomainError, FieldError
 from .negotiation import wants_json
 
@@ -95,11 +96,12 @@ def register(app: Flask) -> None:
                 response.headers[header] = dict(exc.get_headers())[header]
         return response
 
+    @app.errorhandler(StorageUnavailable)
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
-    def database_unavailable(exc: DBAPIError) -> Response:
+    def database_unavailable(exc: Exception) -> Response:
         # Nothing was acknowledged: the client may safely send again.
-        log.error("database error: %s", exc.orig if exc.orig else exc)
+        log.error("database unavailable: %s", getattr(exc, "orig", None) or exc)
         _rollback()
         response = error_response(
             503, "The service cannot store submissions right now; please try again shortly."

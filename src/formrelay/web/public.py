@@ -15,11 +15,9 @@ from flask import (
     url_for,
 )
 
-from ..db import begin_write
-from ..extensions import db
 from ..services.errors import SubmissionRejected
 from ..services.payload import parse_payload
-from ..services.submissions import SubmissionMeta, accept_submission, find_form
+from ..services.submissions import SubmissionMeta, prepare_submission
 from . import settings
 from .negotiation import wants_json
 
@@ -30,22 +28,20 @@ bp = Blueprint("public", __name__)
 @bp.post("/p/<project>/f/<key>")  # Formspree clients configured with a project id
 def submit(key: str, project: str | None = None) -> Response:
     config = settings()
-    session = db.session()
-    begin_write(session)
-    form = find_form(session, key)
     body = _read_body(config.max_body_bytes)
     payload = parse_payload(request.content_type, body, max_fields=config.max_fields)
     if payload.files:
         raise SubmissionRejected("NO_FILE_UPLOADS", "File uploads are not enabled for this form.")
-    accepted = accept_submission(session, form, fields=payload.fields, meta=_meta())
-    session.commit()  # the submission and its deliveries, together, before any 2xx
+    prepared = prepare_submission(payload.fields, _meta())
+    # Returns once the submission and its deliveries are committed, together: before any 2xx.
+    stored = current_app.extensions["formrelay.ingest"].accept(key, prepared)
     worker = current_app.extensions.get("formrelay.worker")
     if worker is not None:  # `formrelay serve`: deliver now rather than at the next poll
         worker.wake()
 
-    next_url = accepted.next_url or _thanks_url()
+    next_url = stored.next_url or _thanks_url()
     if wants_json(request):
-        return jsonify({"ok": True, "next": next_url, "id": accepted.submission.id})
+        return jsonify({"ok": True, "next": next_url, "id": stored.id})
     return redirect(next_url, code=303)  # type: ignore[return-value]
 
 

@@ -1,0 +1,82 @@
+"""Group commit: concurrent submissions in one process share one transaction and one fsync.
+
+A durable commit costs an fsync (SQLite synchronous=FULL) or a WAL flush (PostgreSQL
+synchronous_commit=on), and that cost, not Python, bounds how many submissions a second
+can be acknowledged. Request threads queue their validated submission and wait; whichever
+thread holds the commit lock stores everything queued so far in one transaction. No thread
+answers before the transaction holding its submission has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from .db import begin_write
+from .services.errors import DomainError
+from .services.submissions import PreparedSubmission, StoredSubmission, store_submissions
+
+log = logging.getLogger("formrelay.ingest")
+
+
+class StorageUnavailable(Exception):
+    """The transaction holding a submission failed; nothing of it was stored."""
+
+
+@dataclass
+class _Item:
+    key: str
+    prepared: PreparedSubmission
+    done: bool = False
+    result: StoredSubmission | DomainError | StorageUnavailable | None = None
+
+
+class GroupCommit:
+    def __init__(self, session_factory: Callable[[], Session], *, max_batch: int = 64) -> None:
+        self.session_factory = session_factory
+        self.max_batch = max_batch
+        self._queue: list[_Item] = []
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+
+    def accept(self, key: str, prepared: PreparedSubmission) -> StoredSubmission:
+        """Store the submission for the form with this key and commit; blocks until durable.
+
+        Raises FormNotFound or FormDisabled for the form, StorageUnavailable when the
+        database could not commit.
+        """
+        item = _Item(key, prepared)
+        with self._queue_lock:
+            self._queue.append(item)
+        while not item.done:
+            with self._commit_lock:
+                if item.done:  # a thread ahead of us committed it
+                    break
+                with self._queue_lock:
+                    batch = self._queue[: self.max_batch]
+                    del self._queue[: self.max_batch]
+                self._commit(batch)
+        if isinstance(item.result, StoredSubmission):
+            return item.result
+        assert item.result is not None
+        raise item.result
+
+    def _commit(self, batch: list[_Item]) -> None:
+        try:
+            with self.session_factory() as session:
+                begin_write(session)
+                results = store_submissions(session, [(i.key, i.prepared) for i in batch])
+                session.commit()
+            for item, result in zip(batch, results, strict=True):
+                item.result = result
+        except Exception as exc:
+            log.error("storing %d submissions failed: %s", len(batch), exc)
+            for item in batch:
+                item.result = StorageUnavailable(str(exc))
+        finally:
+            for item in batch:
+                item.done = True
