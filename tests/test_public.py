@@ -529,3 +529,30 @@ def test_unknown_page_is_404_html_or_json(client, app):
     assert client.get("/nowhere").status_code == 404
     r = client.get("/nowhere", headers={"Accept": "application/json"})
     assert r.json["errors"][0]["code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"email": "nope"}, {}, {"message": "hi", "_next": "javascript:x"}],
+)
+def test_an_unknown_form_is_reported_before_invalid_fields(client, app, body):
+    r = post_json(client, "no-such-form", body)
+    assert r.status_code == 404
+    assert r.json["errors"][0]["code"] == "FORM_NOT_FOUND"
+
+
+def test_a_disabled_form_is_reported_before_invalid_fields(client):
+    form = make_form(db.session, enabled=False)
+    r = post_json(client, form.key, {"email": "nope"})
+    assert r.status_code == 403
+    assert r.json["errors"][0]["code"] == "INACTIVE"
+
+
+def test_the_error_page_goes_back_to_the_form_keeping_what_was_typed(client, form):
+    r = client.post(
+        f"/f/{form.key}",
+        data={"email": "nope"},
+        headers={"Accept": BROWSER_ACCEPT, "Referer": "https://site.example/"},
+    )
+    assert r.status_code == 400
+    assert 'href="https://site.example/" onclick="if (history.length > 1) { history.back();' in r.text

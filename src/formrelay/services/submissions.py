@@ -52,6 +52,15 @@ class StoredSubmission:
     next_url: str | None
 
 
+def check_form(session: Session, key: str) -> None:
+    """Raise FormNotFound or FormDisabled unless the form with this key takes submissions."""
+    enabled = session.scalar(select(Form.enabled).where(Form.key == key))
+    if enabled is None:
+        raise FormNotFound()
+    if not enabled:
+        raise FormDisabled()
+
+
 def prepare_submission(fields: list[tuple[str, str]], meta: SubmissionMeta) -> PreparedSubmission:
     """Split the special fields from the data and validate them; touches no database.
 

@@ -15,9 +15,10 @@ from flask import (
     url_for,
 )
 
+from ..extensions import db
 from ..services.errors import SubmissionRejected
 from ..services.payload import parse_payload
-from ..services.submissions import SubmissionMeta, prepare_submission
+from ..services.submissions import SubmissionMeta, check_form, prepare_submission
 from . import settings
 from .negotiation import wants_json
 
@@ -28,11 +29,19 @@ bp = Blueprint("public", __name__)
 @bp.post("/p/<project>/f/<key>")  # Formspree clients configured with a project id
 def submit(key: str, project: str | None = None) -> Response:
     config = settings()
-    body = _read_body(config.max_body_bytes)
-    payload = parse_payload(request.content_type, body, max_fields=config.max_fields)
-    if payload.files:
-        raise SubmissionRejected("NO_FILE_UPLOADS", "File uploads are not enabled for this form.")
-    prepared = prepare_submission(payload.fields, _meta())
+    try:
+        body = _read_body(config.max_body_bytes)
+        payload = parse_payload(request.content_type, body, max_fields=config.max_fields)
+        if payload.files:
+            raise SubmissionRejected(
+                "NO_FILE_UPLOADS", "File uploads are not enabled for this form."
+            )
+        prepared = prepare_submission(payload.fields, _meta())
+    except SubmissionRejected:
+        # A mistyped or disabled form matters more than the fields: say that first. The
+        # success path skips this query; group commit checks the form in its transaction.
+        check_form(db.session(), key)
+        raise
     # Returns once the submission and its deliveries are committed, together: before any 2xx.
     stored = current_app.extensions["formrelay.ingest"].accept(key, prepared)
     worker = current_app.extensions.get("formrelay.worker")
