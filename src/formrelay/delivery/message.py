@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, make_msgid
 from functools import cache
 from urllib.parse import urlsplit
 
@@ -46,8 +46,11 @@ def notification_subject(submission: Submission, form: Form, settings: Settings)
 
 def message_id(delivery: Delivery, settings: Settings) -> str:
     """Stable per delivery, so a retried send is recognisably the same message."""
-    domain = urlsplit(settings.base_url).hostname or "formrelay.local"
-    return f"<formrelay.{delivery.submission_id}.{delivery.id}@{domain}>"
+    return f"<formrelay.{delivery.submission_id}.{delivery.id}@{_domain(settings)}>"
+
+
+def _domain(settings: Settings) -> str:
+    return urlsplit(settings.base_url).hostname or "formrelay.local"
 
 
 def build_notification(delivery: Delivery, settings: Settings) -> EmailMessage:
@@ -86,6 +89,8 @@ def build_test_message(to: str, settings: Settings) -> EmailMessage:
     msg["From"] = settings.mail_default_sender
     msg["To"] = str(Address(addr_spec=to))
     msg["Date"] = format_datetime(datetime.now(UTC))
+    # Spam filters count a missing Message-ID against a message, and this one should arrive.
+    msg["Message-ID"] = make_msgid("formrelay.test", domain=_domain(settings))
     msg.set_content(
         f"This is a test message from formrelay at {settings.base_url}, sent through the "
         f"{settings.mail_backend} backend.\n\nIf you can read it, mail delivery works.\n"
@@ -93,10 +98,15 @@ def build_test_message(to: str, settings: Settings) -> EmailMessage:
     return msg
 
 
+def header_addresses(message: EmailMessage, *headers: str) -> list[str]:
+    """The bare addresses in the given address headers, in order."""
+    out: list[str] = []
+    for header in headers:
+        for value in message.get_all(header) or []:
+            out.extend(a.addr_spec for a in value.addresses)
+    return out
+
+
 def envelope_recipients(message: EmailMessage) -> list[str]:
     """Everyone the message goes to: To and Cc (never Bcc, which we do not set)."""
-    out: list[str] = []
-    for header in ("To", "Cc"):
-        for address in message.get_all(header) or []:
-            out.extend(a.addr_spec for a in address.addresses)
-    return out
+    return header_addresses(message, "To", "Cc")

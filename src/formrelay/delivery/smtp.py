@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 from ..settings import Settings
 from . import DeliveryFailed, SendResult
-from .message import envelope_recipients
+from .message import envelope_recipients, header_addresses
 
 
 class SMTPBackend:
@@ -47,36 +47,47 @@ class SMTPBackend:
 
     def send(self, message: EmailMessage) -> SendResult:
         recipients = envelope_recipients(message)
-        # A reused connection may have been dropped by the server: reconnect once.
-        for reuse in (True, False):
-            conn = self._connect(fresh=not reuse)
+        refused: dict[str, tuple[int, bytes]] = {}
+        for _ in range(2):
+            # A reused connection may have been closed by the server since (an idle timeout,
+            # a cap on messages per connection): then one new connection gets the message.
+            reused = self._conn is not None
+            conn = self._connect()
             try:
-                # A Cc refused while the owner's address got through still counts as sent.
-                conn.send_message(message, to_addrs=recipients)
+                refused = conn.send_message(message, to_addrs=recipients)
                 break
             except smtplib.SMTPServerDisconnected as exc:
                 self.close()
-                if not reuse:
+                if not reused:
                     raise DeliveryFailed(
                         f"SMTP server disconnected: {exc}", retryable=True
                     ) from exc
-            except smtplib.SMTPRecipientsRefused as exc:
+            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
+                if reused and _server_closing(exc):
+                    self.close()  # 421: the message was not taken; smtplib has hung up
+                    continue
                 self._reset()
-                raise _recipients_failure(exc.recipients) from exc
-            except smtplib.SMTPResponseException as exc:
-                self._reset()
+                if isinstance(exc, smtplib.SMTPRecipientsRefused):
+                    raise _recipients_failure(exc.recipients) from exc
                 raise _response_failure(exc) from exc
             except (OSError, smtplib.SMTPException) as exc:
                 self.close()
                 raise DeliveryFailed(f"SMTP error: {exc}", retryable=True) from exc
+        # smtplib raises only when every recipient is refused. A Cc refused while the form's
+        # recipient got through counts as sent; the recipient refused does not, although a
+        # retry then sends the Cc another copy.
+        to = set(header_addresses(message, "To"))
+        missed = {address: reply for address, reply in refused.items() if address in to}
+        if missed:
+            raise _recipients_failure(missed)
         return SendResult(message["Message-ID"])
 
-    def _connect(self, *, fresh: bool) -> smtplib.SMTP:
-        if self._conn is not None and not fresh:
+    def _connect(self) -> smtplib.SMTP:
+        """The open connection, or a new one: connected, TLS set up, logged in."""
+        if self._conn is not None:
             return self._conn
-        self.close()
+        conn: smtplib.SMTP | None = None
         try:
-            conn: smtplib.SMTP
             if self.use_ssl:
                 conn = smtplib.SMTP_SSL(
                     self.host, self.port, timeout=self.timeout, context=self.tls_context
@@ -90,6 +101,7 @@ class SMTPBackend:
             if self.username:
                 conn.login(self.username, self.password)
         except smtplib.SMTPResponseException as exc:
+            _hang_up(conn)
             # Connection and log-in refusals are the operator's to fix; the mail waits for it.
             raise DeliveryFailed(
                 f"SMTP {self.host}:{self.port} refused the session: {exc.smtp_code} "
@@ -97,6 +109,7 @@ class SMTPBackend:
                 retryable=True,
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
+            _hang_up(conn)
             raise DeliveryFailed(
                 f"cannot connect to SMTP {self.host}:{self.port}: {exc}", retryable=True
             ) from exc
@@ -114,12 +127,24 @@ class SMTPBackend:
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            conn.quit()
-        except (OSError, smtplib.SMTPException):
-            conn.close()
+        _hang_up(conn)
+
+
+def _hang_up(conn: smtplib.SMTP | None) -> None:
+    """QUIT politely if the server still listens; close the socket in any case."""
+    if conn is None:
+        return
+    try:
+        conn.quit()
+    except (OSError, smtplib.SMTPException):
+        conn.close()
+
+
+def _server_closing(exc: smtplib.SMTPException) -> bool:
+    """Whether the server answered 421: it is closing the connection, the message not taken."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return any(code == 421 for code, _ in exc.recipients.values())
+    return isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code == 421
 
 
 def _text(raw: bytes | str) -> str:
