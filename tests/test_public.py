@@ -250,12 +250,15 @@ def test_subject_is_one_line_and_capped(client, form):
     assert len(s.subject) == 200
 
 
-def test_cc_addresses_go_on_every_delivery(client, form):
+def test_cc_addresses_ride_on_the_first_delivery_only_so_each_gets_one_copy(client, form):
     r = post_json(client, form.key, {"message": "hi", "_cc": "a@example.com, b@example.com"})
     assert r.status_code == 200
     [s] = stored()
     assert s.cc == ["a@example.com", "b@example.com"]
-    assert [d.target for d in s.deliveries] == ["owner@example.com", "team@example.com"]
+    assert [(d.target, d.cc) for d in s.deliveries] == [
+        ("owner@example.com", ["a@example.com", "b@example.com"]),
+        ("team@example.com", []),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -555,4 +558,6 @@ def test_the_error_page_goes_back_to_the_form_keeping_what_was_typed(client, for
         headers={"Accept": BROWSER_ACCEPT, "Referer": "https://site.example/"},
     )
     assert r.status_code == 400
-    assert 'href="https://site.example/" onclick="if (history.length > 1) { history.back();' in r.text
+    assert (
+        'href="https://site.example/" onclick="if (history.length > 1) { history.back();' in r.text
+    )

@@ -14,10 +14,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .db import begin_write
-from .services.errors import DomainError
 from .services.submissions import PreparedSubmission, StoredSubmission, store_submissions
 
 log = logging.getLogger("formrelay.ingest")
@@ -32,7 +32,7 @@ class _Item:
     key: str
     prepared: PreparedSubmission
     done: bool = False
-    result: StoredSubmission | DomainError | StorageUnavailable | None = None
+    result: StoredSubmission | Exception | None = None
 
 
 class GroupCommit:
@@ -73,10 +73,13 @@ class GroupCommit:
                 session.commit()
             for item, result in zip(batch, results, strict=True):
                 item.result = result
-        except Exception as exc:
+        except SQLAlchemyError as exc:
             log.error("storing %d submissions failed: %s", len(batch), exc)
             for item in batch:
                 item.result = StorageUnavailable(str(exc))
+        except Exception as exc:  # a bug of ours: each waiting request answers 500, logged
+            for item in batch:
+                item.result = exc
         finally:
             for item in batch:
                 item.done = True

@@ -193,6 +193,8 @@ class Delivery(Base):
     )
     channel: Mapped[str] = mapped_column(String(16), default="email")
     target: Mapped[str] = mapped_column(String(2000))
+    # The submission's _cc addresses ride on its first delivery only, so each gets one copy.
+    cc: Mapped[list[str]] = mapped_column(JSONType, default=list)
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)

@@ -67,8 +67,8 @@ def build_notification(delivery: Delivery, settings: Settings) -> EmailMessage:
     msg["Subject"] = notification_subject(submission, form, settings)
     msg["From"] = settings.mail_default_sender
     msg["To"] = delivery.target
-    if submission.cc:
-        msg["Cc"] = ", ".join(submission.cc)
+    if delivery.cc:
+        msg["Cc"] = ", ".join(delivery.cc)
     if submission.reply_to:
         msg["Reply-To"] = submission.reply_to
     msg["Date"] = format_datetime(submission.created_at)

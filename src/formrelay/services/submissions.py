@@ -162,9 +162,9 @@ def store_submissions(
     for (index, item, form_id, next_url), submission_id in zip(accepted, ids, strict=True):
         results[index] = StoredSubmission(submission_id, next_url)
         if item.spam_reason is None:
-            deliveries.extend(
-                _delivery_row(submission_id, to) for to in recipients.get(form_id, [])
-            )
+            for n, to in enumerate(recipients.get(form_id, [])):
+                cc = list(item.cc) if n == 0 else []
+                deliveries.append(_delivery_row(submission_id, to, cc))
     if deliveries:
         session.execute(insert(Delivery.__table__), deliveries)
     return results
@@ -201,12 +201,13 @@ def _submission_row(form_id: int, item: PreparedSubmission) -> dict[str, object]
     }
 
 
-def _delivery_row(submission_id: int, target: str) -> dict[str, object]:
+def _delivery_row(submission_id: int, target: str, cc: list[str]) -> dict[str, object]:
     now = utcnow()
     return {
         "submission_id": submission_id,
         "channel": "email",
         "target": target,
+        "cc": cc,
         "status": DeliveryStatus.PENDING.value,
         "attempts": 0,
         "next_attempt_at": now,
