@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -9,16 +10,17 @@ from collections.abc import Sequence
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
-from sqlalchemy.orm import sessionmaker
+from flask.cli import FlaskGroup, NoAppException, ScriptInfo, with_appcontext
+from sqlalchemy.orm import Session, sessionmaker
 
 from . import create_app
 from .delivery import DeliveryFailed, mail_backend
 from .delivery.message import build_test_message
 from .extensions import db
-from .models import Form
+from .models import Form, User
 from .services import accounts, forms
 from .services.errors import DomainError
+from .services.submissions import normalize_email
 from .settings import ConfigError, Settings, load_settings
 from .worker import Worker
 
@@ -30,7 +32,18 @@ def _create_app() -> Flask:
     return create_app()
 
 
-cli = FlaskGroup(
+class FormrelayGroup(FlaskGroup):
+    """Flask's command group, where a bad setting is one line even while listing commands."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        # Flask prints a traceback and carries on when the app cannot be built for the
+        # listing (`formrelay --help`); building it first lets ConfigError reach main().
+        with contextlib.suppress(NoAppException):  # Flask's listing reports this one itself
+            ctx.ensure_object(ScriptInfo).load_app()
+        return super().list_commands(ctx)
+
+
+cli = FormrelayGroup(
     name="formrelay",
     create_app=_create_app,
     help="formrelay: a self-hosted backend for HTML forms.",
@@ -49,6 +62,11 @@ def main() -> None:
 def _settings() -> Settings:
     value: Settings = current_app.config["FORMRELAY_SETTINGS"]
     return value
+
+
+def _session() -> Session:
+    """The current app context's session, as the domain functions take it."""
+    return db.session()
 
 
 def _fail(exc: DomainError) -> click.ClickException:
@@ -86,7 +104,12 @@ def serve(host: str, port: int) -> None:
     app.extensions["formrelay.worker"] = worker
     thread = threading.Thread(target=worker.run, name="formrelay-worker", daemon=True)
     thread.start()
-    click.echo(f"formrelay is serving {_settings().base_url} (worker in-process)")
+    public = _settings().base_url
+    click.echo(
+        f"formrelay is serving http://{host}:{port}"
+        + ("" if public == f"http://{host}:{port}" else f" (public URL {public})")
+        + ", with a worker in-process"
+    )
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
@@ -122,7 +145,7 @@ def user() -> None:
 def user_create(email: str, admin: bool) -> None:
     """Create a user."""
     try:
-        created = accounts.create_user(db.session, email, admin=admin)
+        created = accounts.create_user(_session(), email, admin=admin)
     except DomainError as exc:
         raise _fail(exc) from None
     db.session.commit()
@@ -162,7 +185,7 @@ def form_create(
     try:
         owner = _owner(owner_email, default_email=recipients[0])
         created = forms.create_form(
-            db.session,
+            _session(),
             owner,
             name=name,
             recipients=recipients,
@@ -180,24 +203,33 @@ def form_create(
     click.echo(endpoint_url(created))
 
 
-def _owner(owner_email: str | None, *, default_email: str):  # type: ignore[no-untyped-def]
+def _owner(owner_email: str | None, *, default_email: str) -> User:
+    """The named user, else the first admin, else a new admin with `default_email`."""
     if owner_email:
-        found = accounts.find_user(db.session, owner_email)
+        found = accounts.find_user(_session(), owner_email)
         if found is None:
             raise click.ClickException(
                 f"No user {owner_email}; create one with `formrelay user create --email ...`."
             )
         return found
-    return accounts.first_admin(db.session) or accounts.create_user(
-        db.session, default_email, admin=True
-    )
+    admin = accounts.first_admin(_session())
+    if admin is not None:
+        return admin
+    existing = accounts.find_user(_session(), default_email)
+    if existing is not None:
+        # Promoting an existing member to admin behind the operator's back would be a surprise.
+        raise click.ClickException(
+            f"There is no admin to own the form and {existing.email} is a user who is not one; "
+            "create an admin with `formrelay user create --email E --admin`."
+        )
+    return accounts.create_user(_session(), default_email, admin=True)
 
 
 @form.command("list")
 @with_appcontext
 def form_list() -> None:
     """List forms with their keys, recipients and endpoint URLs."""
-    rows = forms.list_forms(db.session)
+    rows = forms.list_forms(_session())
     if not rows:
         click.echo("No forms yet: create one with `formrelay form create --name N --to EMAIL`.")
         return
@@ -215,11 +247,9 @@ def form_demo() -> None:
 
     demo = db.session.scalar(select(Form).where(Form.name == DEMO_FORM_NAME).limit(1))
     if demo is None:
-        owner = accounts.first_admin(db.session) or accounts.create_user(
-            db.session, DEMO_RECIPIENT, admin=True
-        )
+        owner = _owner(None, default_email=DEMO_RECIPIENT)
         demo = forms.create_form(
-            db.session, owner, name=DEMO_FORM_NAME, recipients=[DEMO_RECIPIENT], verified=True
+            _session(), owner, name=DEMO_FORM_NAME, recipients=[DEMO_RECIPIENT], verified=True
         )
         db.session.commit()
     url = endpoint_url(demo)
@@ -253,6 +283,10 @@ def snippet(url: str) -> str:
 def send_test_email(to: str) -> None:
     """Send one message through the configured mail backend, now."""
     settings = _settings()
+    try:
+        to = normalize_email(to, "--to")
+    except DomainError:
+        raise click.ClickException(f"{to!r} is not a valid e-mail address.") from None
     backend = mail_backend(settings)
     try:
         result = backend.send(build_test_message(to, settings))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +160,10 @@ def _convert(var: str, raw: str, kind: type) -> object:
         try:
             number = kind(raw)
         except ValueError:
-            raise ConfigError(f"{var} must be a number, not {raw!r}") from None
+            what = "a whole number" if kind is int else "a number"
+            raise ConfigError(f"{var} must be {what}, not {raw!r}") from None
+        if not math.isfinite(number):  # float() accepts "nan" and "inf"
+            raise ConfigError(f"{var} must be a number, not {raw!r}")
         if number < 0:
             raise ConfigError(f"{var} must not be negative, not {raw!r}")
         return number
@@ -204,9 +209,18 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
         raise ConfigError(
             f"MAIL_DEFAULT_SENDER must be an e-mail address, not {s.mail_default_sender!r}"
         )
-    for name in ("max_body_bytes", "max_fields", "worker_batch_size", "max_attempts"):
+    # A zero lease lets a second worker reclaim a row while the first is still sending it.
+    for name in (
+        "max_body_bytes",
+        "max_fields",
+        "worker_batch_size",
+        "max_attempts",
+        "lease_seconds",
+    ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{FIELD_TO_VAR[name]} must be at least 1")
+    if s.mail_timeout <= 0:  # smtplib takes 0 for a non-blocking socket: every send would fail
+        raise ConfigError("FORMRELAY_MAIL_TIMEOUT must be more than 0")
     return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
 
 
@@ -226,21 +240,32 @@ def normalize_database_url(url: str, instance: Path) -> str:
 
 
 def _development_secret_key(instance: Path) -> str:
-    """Generate the development key once, kept under instance/ so sessions survive restarts."""
+    """Generate the development key once, kept under instance/ so sessions survive restarts.
+
+    Raises ConfigError when the instance folder cannot hold it.
+    """
     path = instance / "secret_key"
     try:
+        if path.exists():
+            return path.read_text().strip()
+        instance.mkdir(parents=True, exist_ok=True)
+        # Written aside (mkstemp: mode 0600) and linked into place, so that a process starting
+        # at the same moment (gunicorn's workers) never reads a half-written key.
+        fd, aside = tempfile.mkstemp(dir=instance, prefix=".secret_key.")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+            os.link(aside, path)
+        except FileExistsError:
+            pass  # another process won the race: use its key
+        finally:
+            os.unlink(aside)
         return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    instance.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race: use its key
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
-    return key
+    except OSError as exc:
+        raise ConfigError(
+            "SECRET_KEY is unset and the development key cannot be kept under "
+            f"FORMRELAY_INSTANCE_PATH ({instance}): {exc.strerror or exc}"
+        ) from None
 
 
 def _mask_url_password(url: str) -> str:

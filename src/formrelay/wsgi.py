@@ -2,12 +2,13 @@
 
 import sys
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 from . import create_app
 from .settings import ConfigError
 
-load_dotenv()  # a .env in the working directory, for development; real env wins
+# A .env in the working directory (where the server runs), for development; real env wins.
+load_dotenv(find_dotenv(usecwd=True))
 try:
     app = create_app()
 except ConfigError as exc:

@@ -1,0 +1,347 @@
+"""Settings: read once from the environment, validated, a bad value named in one line."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from formrelay.settings import FIELD_TO_VAR, ConfigError, Settings, load_settings
+
+FORMRELAY = str(Path(sys.executable).parent / "formrelay")
+
+
+def settings(tmp_path: Path, **environ: str) -> Settings:
+    """Settings from exactly these variables, with local state under tmp_path."""
+    return load_settings({"FORMRELAY_INSTANCE_PATH": str(tmp_path / "instance"), **environ})
+
+
+def test_defaults_need_no_configuration(tmp_path):
+    instance = tmp_path / "instance"
+    assert settings(tmp_path).masked() == {
+        "FORMRELAY_ENV": "development",
+        "FORMRELAY_INSTANCE_PATH": str(instance),
+        "DATABASE_URL": f"sqlite:///{instance}/formrelay.sqlite3",
+        "SECRET_KEY": "********",
+        "FORMRELAY_BASE_URL": "http://127.0.0.1:5000",
+        "MAIL_BACKEND": "console",
+        "MAIL_DEFAULT_SENDER": "formrelay@localhost",
+        "FORMRELAY_MAIL_SUBJECT_PREFIX": "[formrelay]",
+        "MAIL_SERVER": "localhost",
+        "MAIL_PORT": "25",
+        "MAIL_USE_TLS": "false",
+        "MAIL_USE_SSL": "false",
+        "MAIL_USERNAME": "",
+        "MAIL_PASSWORD": "(unset)",
+        "FORMRELAY_MAIL_TIMEOUT": "30.0",
+        "FORMRELAY_MAIL_CA_FILE": "",
+        "AWS_REGION": "",
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "(unset)",
+        "AWS_ENDPOINT_URL": "",
+        "SES_CONFIGURATION_SET": "",
+        "FORMRELAY_TRUSTED_PROXIES": "0",
+        "FORMRELAY_MAX_BODY_BYTES": "102400",
+        "FORMRELAY_MAX_FIELDS": "200",
+        "FORMRELAY_WORKER_BATCH_SIZE": "20",
+        "FORMRELAY_WORKER_POLL_SECONDS": "1.0",
+        "FORMRELAY_LEASE_SECONDS": "300",
+        "FORMRELAY_RETRY_BASE_SECONDS": "30.0",
+        "FORMRELAY_RETRY_MAX_DELAY_SECONDS": "21600.0",
+        "FORMRELAY_MAX_ATTEMPTS": "13",
+    }
+
+
+def test_every_setting_has_an_environment_variable():
+    assert list(FIELD_TO_VAR) == [f.name for f in Settings.__dataclass_fields__.values()]
+
+
+# -- the database --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://formrelay:pw@db.example:5432/formrelay",  # as Heroku and Dokku give it
+        "postgresql://formrelay:pw@db.example:5432/formrelay",
+        "postgresql+psycopg://formrelay:pw@db.example:5432/formrelay",
+    ],
+)
+def test_postgresql_urls_are_accepted_and_used_through_psycopg(tmp_path, url):
+    got = settings(tmp_path, DATABASE_URL=url).database_url
+    assert got == "postgresql+psycopg://formrelay:pw@db.example:5432/formrelay"
+
+
+def test_a_sqlite_url_is_kept_as_given(tmp_path):
+    url = f"sqlite:///{tmp_path}/forms.sqlite3"
+    assert settings(tmp_path, DATABASE_URL=url).database_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("mysql://forms:hunter2@db/forms", "mysql://forms:********@db/forms"),
+        ("postgresql+psycopg2://db/forms", "postgresql+psycopg2://db/forms"),
+        ("db.example:5432/forms", "db.example:5432/forms"),
+    ],
+)
+def test_another_database_scheme_is_refused_naming_the_variable(tmp_path, url, shown):
+    with pytest.raises(ConfigError) as refused:
+        settings(tmp_path, DATABASE_URL=url)
+    assert str(refused.value) == (
+        f"DATABASE_URL must start with postgres://, postgresql:// or sqlite:///, not {shown!r}"
+    )
+
+
+# -- the secret key ------------------------------------------------------------------------
+def test_production_requires_a_secret_key(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        settings(tmp_path, FORMRELAY_ENV="production")
+    assert str(refused.value) == "SECRET_KEY is required when FORMRELAY_ENV=production"
+
+
+def test_production_uses_the_given_secret_key_and_writes_nothing(tmp_path):
+    got = settings(tmp_path, FORMRELAY_ENV="production", SECRET_KEY="from-the-environment")
+    assert got.secret_key == "from-the-environment"
+    assert not (tmp_path / "instance").exists()
+
+
+def test_development_secret_key_is_generated_once_and_kept_private(tmp_path):
+    first = settings(tmp_path).secret_key
+    key_file = tmp_path / "instance" / "secret_key"
+    assert re.fullmatch(r"[0-9a-f]{64}", first)
+    assert key_file.read_text() == first + "\n"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert settings(tmp_path).secret_key == first
+    assert sorted(p.name for p in key_file.parent.iterdir()) == ["secret_key"]
+
+
+def test_an_instance_folder_that_cannot_hold_the_key_is_a_config_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"FORMRELAY_INSTANCE_PATH": str(blocker / "instance")})
+    assert str(refused.value) == (
+        "SECRET_KEY is unset and the development key cannot be kept under "
+        f"FORMRELAY_INSTANCE_PATH ({blocker / 'instance'}): Not a directory"
+    )
+
+
+# -- malformed values ----------------------------------------------------------------------
+SES = {"MAIL_BACKEND": "ses", "AWS_REGION": "eu-west-1", "MAIL_DEFAULT_SENDER": "f@example.org"}
+
+
+# (variables, the whole message); each message starts with the variable it names.
+BAD_VALUES = [
+    (
+        {"FORMRELAY_ENV": "staging"},
+        "FORMRELAY_ENV must be one of development, production, not 'staging'",
+    ),
+    (
+        {"MAIL_BACKEND": "sendmail"},
+        "MAIL_BACKEND must be one of console, smtp, ses, not 'sendmail'",
+    ),
+    ({"MAIL_USE_TLS": "maybe"}, "MAIL_USE_TLS must be true or false, not 'maybe'"),
+    ({"MAIL_USE_SSL": "2"}, "MAIL_USE_SSL must be true or false, not '2'"),
+    ({"MAIL_PORT": "smtp"}, "MAIL_PORT must be a whole number, not 'smtp'"),
+    ({"FORMRELAY_MAX_FIELDS": "2.5"}, "FORMRELAY_MAX_FIELDS must be a whole number, not '2.5'"),
+    ({"FORMRELAY_MAIL_TIMEOUT": "soon"}, "FORMRELAY_MAIL_TIMEOUT must be a number, not 'soon'"),
+    ({"FORMRELAY_MAIL_TIMEOUT": "nan"}, "FORMRELAY_MAIL_TIMEOUT must be a number, not 'nan'"),
+    ({"MAIL_PORT": "-25"}, "MAIL_PORT must not be negative, not '-25'"),
+    (
+        {"FORMRELAY_TRUSTED_PROXIES": "-1"},
+        "FORMRELAY_TRUSTED_PROXIES must not be negative, not '-1'",
+    ),
+    (
+        {"FORMRELAY_RETRY_BASE_SECONDS": "-0.5"},
+        "FORMRELAY_RETRY_BASE_SECONDS must not be negative, not '-0.5'",
+    ),
+    ({"FORMRELAY_MAX_BODY_BYTES": "0"}, "FORMRELAY_MAX_BODY_BYTES must be at least 1"),
+    ({"FORMRELAY_LEASE_SECONDS": "0"}, "FORMRELAY_LEASE_SECONDS must be at least 1"),
+    ({"FORMRELAY_MAIL_TIMEOUT": "0"}, "FORMRELAY_MAIL_TIMEOUT must be more than 0"),
+    (
+        {"MAIL_USE_TLS": "true", "MAIL_USE_SSL": "true"},
+        "MAIL_USE_TLS and MAIL_USE_SSL are exclusive: set only one",
+    ),
+    ({**SES, "AWS_REGION": ""}, "AWS_REGION is required when MAIL_BACKEND=ses"),
+    ({"MAIL_BACKEND": "smtp"}, "MAIL_DEFAULT_SENDER is required when MAIL_BACKEND=smtp"),
+    (
+        {"MAIL_BACKEND": "ses", "AWS_REGION": "eu-west-1"},
+        "MAIL_DEFAULT_SENDER is required when MAIL_BACKEND=ses",
+    ),
+    (
+        {"MAIL_DEFAULT_SENDER": "forms"},
+        "MAIL_DEFAULT_SENDER must be an e-mail address, not 'forms'",
+    ),
+    (
+        {"FORMRELAY_BASE_URL": "forms.example.org"},
+        "FORMRELAY_BASE_URL must be an http(s) URL, not 'forms.example.org'",
+    ),
+    (
+        {"FORMRELAY_MAIL_CA_FILE": "/nonexistent/ca.pem"},
+        "FORMRELAY_MAIL_CA_FILE does not name a file: '/nonexistent/ca.pem'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"), BAD_VALUES, ids=[m.split()[0] for _, m in BAD_VALUES]
+)
+def test_a_bad_value_is_refused_with_a_message_naming_the_variable(tmp_path, environ, message):
+    with pytest.raises(ConfigError) as refused:
+        settings(tmp_path, **environ)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        *[("1", True), ("true", True), ("Yes", True), ("ON", True), (" true ", True)],
+        *[("0", False), ("false", False), ("No", False), ("off", False), ("", False)],
+    ],
+)
+def test_booleans_have_the_usual_spellings(tmp_path, raw, value):
+    assert settings(tmp_path, MAIL_USE_TLS=raw).mail_use_tls is value
+
+
+@pytest.mark.parametrize(
+    ("environ", "port"),
+    [
+        ({}, 25),
+        ({"MAIL_USE_TLS": "true"}, 587),
+        ({"MAIL_USE_SSL": "true"}, 465),
+        ({"MAIL_USE_TLS": "true", "MAIL_PORT": "2525"}, 2525),
+    ],
+)
+def test_smtp_port_follows_the_tls_mode_unless_given(tmp_path, environ, port):
+    smtp = {"MAIL_BACKEND": "smtp", "MAIL_DEFAULT_SENDER": "forms@example.org"}
+    assert settings(tmp_path, **smtp, **environ).mail_port == port
+
+
+# -- aliases and masking -------------------------------------------------------------------
+def test_aws_aliases_from_dokku_guides_are_accepted(tmp_path):
+    got = settings(
+        tmp_path,
+        **SES,
+        AWS_ACCESS_KEY="AKIAALIAS",
+        AWS_SECRET_KEY="alias-secret",
+    )
+    assert (got.aws_access_key_id, got.aws_secret_access_key) == ("AKIAALIAS", "alias-secret")
+
+
+def test_the_standard_aws_name_wins_over_its_alias(tmp_path):
+    got = settings(
+        tmp_path,
+        **SES,
+        AWS_ACCESS_KEY_ID="AKIASTANDARD",
+        AWS_ACCESS_KEY="AKIAALIAS",
+        AWS_SECRET_ACCESS_KEY="standard-secret",
+        AWS_SECRET_KEY="alias-secret",
+    )
+    assert (got.aws_access_key_id, got.aws_secret_access_key) == (
+        "AKIASTANDARD",
+        "standard-secret",
+    )
+
+
+def test_aws_default_region_stands_for_aws_region(tmp_path):
+    environ = {k: v for k, v in SES.items() if k != "AWS_REGION"}
+    assert settings(tmp_path, **environ, AWS_DEFAULT_REGION="us-east-2").aws_region == "us-east-2"
+
+
+def test_masked_hides_every_secret_and_the_database_password(tmp_path):
+    shown = settings(
+        tmp_path,
+        **SES,
+        DATABASE_URL="postgres://formrelay:db-pass-123@db.example:5432/formrelay",
+        SECRET_KEY="secret-key-123",
+        MAIL_PASSWORD="mail-pass-123",
+        AWS_SECRET_ACCESS_KEY="aws-secret-123",
+    ).masked()
+    assert (
+        shown["DATABASE_URL"] == "postgresql+psycopg://formrelay:********@db.example:5432/formrelay"
+    )
+    assert shown["SECRET_KEY"] == shown["MAIL_PASSWORD"] == "********"
+    assert shown["AWS_SECRET_ACCESS_KEY"] == "********"
+    assert not [value for value in shown.values() if "123" in value]
+
+
+# -- the real console script ---------------------------------------------------------------
+def run_formrelay(tmp_path: Path, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """`formrelay ARGS` as a shell runs it, in tmp_path, with only these formrelay settings."""
+    env = {**os.environ, "FORMRELAY_INSTANCE_PATH": str(tmp_path / "instance"), **environ}
+    return subprocess.run(
+        [FORMRELAY, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+
+def printed_settings(stdout: str) -> dict[str, str]:
+    """`config check`'s lines as {variable: value}; its last line must say the check passed."""
+    *lines, last = stdout.splitlines()
+    assert last == "configuration OK"
+    return dict(re.fullmatch(r"(\S+) *(.*)", line).groups() for line in lines)
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["worker"], ["--help"]])
+def test_a_bad_setting_stops_the_command_with_one_line_and_status_2(tmp_path, command):
+    result = run_formrelay(tmp_path, *command, MAIL_BACKEND="carrier-pigeon")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "formrelay: configuration error: "
+        "MAIL_BACKEND must be one of console, smtp, ses, not 'carrier-pigeon'\n"
+    )
+
+
+def test_config_check_prints_every_effective_setting_with_secrets_masked(tmp_path):
+    result = run_formrelay(
+        tmp_path,
+        "config",
+        "check",
+        DATABASE_URL="postgres://formrelay:db-pass-123@db.example:5432/formrelay",
+        SECRET_KEY="secret-key-123",
+        MAIL_BACKEND="ses",
+        AWS_REGION="eu-west-1",
+        MAIL_DEFAULT_SENDER="forms@example.org",
+        AWS_ACCESS_KEY="AKIAALIAS",
+        AWS_SECRET_KEY="aws-secret-123",
+        MAIL_PASSWORD="mail-pass-123",
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    shown = printed_settings(result.stdout)
+    assert list(shown) == list(FIELD_TO_VAR.values())
+    assert (
+        shown["DATABASE_URL"] == "postgresql+psycopg://formrelay:********@db.example:5432/formrelay"
+    )
+    assert shown["SECRET_KEY"] == shown["MAIL_PASSWORD"] == "********"
+    assert shown["AWS_SECRET_ACCESS_KEY"] == "********"
+    assert (shown["AWS_ACCESS_KEY_ID"], shown["MAIL_BACKEND"]) == ("AKIAALIAS", "ses")
+    assert "123" not in result.stdout
+
+
+def test_the_command_reads_dotenv_from_the_working_directory_and_the_environment_wins(tmp_path):
+    (tmp_path / ".env").write_text(
+        "FORMRELAY_MAIL_SUBJECT_PREFIX=[from .env]\nMAIL_SERVER=dotenv.example\n"
+    )
+    result = run_formrelay(tmp_path, "config", "check", MAIL_SERVER="environment.example")
+    assert result.returncode == 0, result.stderr
+    shown = printed_settings(result.stdout)
+    assert shown["FORMRELAY_MAIL_SUBJECT_PREFIX"] == "[from .env]"
+    assert shown["MAIL_SERVER"] == "environment.example"
+
+
+def test_the_wsgi_module_reads_dotenv_from_the_working_directory(tmp_path):
+    (tmp_path / ".env").write_text("FORMRELAY_MAIL_SUBJECT_PREFIX=[from .env]\n")
+    # A script file, as under gunicorn: python-dotenv treats `python -c` as interactive.
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from formrelay.wsgi import app\n"
+        "print(app.config['FORMRELAY_SETTINGS'].mail_subject_prefix)\n"
+    )
+    env = {**os.environ, "FORMRELAY_INSTANCE_PATH": str(tmp_path / "instance")}
+    result = subprocess.run(
+        [sys.executable, str(probe)], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert (result.returncode, result.stdout) == (0, "[from .env]\n")
