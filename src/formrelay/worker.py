@@ -41,9 +41,15 @@ class Outcome:
 def retry_delay(
     attempts: int, settings: Settings, rand: Callable[[], float] = random.random
 ) -> float:
-    """Seconds before attempt `attempts + 1`: exponential, capped, with +-20% jitter."""
-    base = settings.retry_base_seconds * 2 ** max(attempts - 1, 0)
-    return min(base, settings.retry_max_delay_seconds) * (0.8 + 0.4 * rand())
+    """Seconds before attempt `attempts + 1`: exponential, capped, with +-20% jitter.
+
+    The jitter never takes a delay past FORMRELAY_RETRY_MAX_DELAY_SECONDS: the maximum is one.
+    """
+    # The exponent stops growing long before 2**n overflows a float (FORMRELAY_MAX_ATTEMPTS
+    # may be large); the cap has been reached by then anyway.
+    base = settings.retry_base_seconds * 2.0 ** min(max(attempts - 1, 0), 64)
+    cap = settings.retry_max_delay_seconds
+    return min(min(base, cap) * (0.8 + 0.4 * rand()), cap)
 
 
 def claim_due_deliveries(
@@ -57,6 +63,14 @@ def claim_due_deliveries(
     candidates = select(Delivery.id).where(due).order_by(Delivery.next_attempt_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
+    else:
+        # SQLite has one write lock for the whole database, and a transaction that has read
+        # and then writes cannot wait for it (see db.begin_write): an idle poll looks first,
+        # and takes the lock only when there is something to claim.
+        nothing_due = session.scalar(select(Delivery.id).where(due).limit(1)) is None
+        session.rollback()  # the claim must begin as a writer
+        if nothing_due:
+            return []
     lease = now + timedelta(seconds=lease_seconds)
     begin_write(session)
     ids = session.scalars(
@@ -124,7 +138,10 @@ class Worker:
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
             log.info("signal %s: finishing the message in hand, then exiting", signum)
-            self.stop()
+            # Not self.stop() here: Event.set() takes the event's lock, which the interrupted
+            # main thread may be holding inside wake_event.wait(), and the handler would
+            # wait for it forever. Another thread can wait for that lock.
+            threading.Thread(target=self.stop, name="formrelay-stop", daemon=True).start()
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
@@ -140,7 +157,9 @@ class Worker:
             )
             outcomes: list[Outcome] = []
             for index, (delivery_id, lease) in enumerate(claimed):
-                if self.stop_event.is_set():
+                # A lease that ran out while earlier messages of the batch were sent may
+                # already be another worker's: sending would deliver the message twice.
+                if self.stop_event.is_set() or self.clock() >= lease:
                     self._release(session, claimed[index:])
                     break
                 outcome = self._deliver(session, delivery_id, lease)
@@ -151,12 +170,14 @@ class Worker:
     def drain(self, max_batches: int = 1000) -> list[Outcome]:
         """Send everything due now (for tests and `formrelay worker --once`)."""
         outcomes: list[Outcome] = []
-        for _ in range(max_batches):
-            batch = self.run_once()
-            if not batch:
-                break
-            outcomes.extend(batch)
-        self._close_backend()
+        try:
+            for _ in range(max_batches):
+                batch = self.run_once()
+                if not batch:
+                    break
+                outcomes.extend(batch)
+        finally:
+            self._close_backend()
         return outcomes
 
     # -- one delivery --------------------------------------------------------------------
@@ -175,16 +196,24 @@ class Worker:
             return None
         error: DeliveryFailed | None = None
         provider_id = None
+        attempts = delivery.attempts
         try:
             message = build_notification(delivery, self.settings)
-            provider_id = self._get_backend().send(message).provider_message_id
-        except DeliveryFailed as exc:
-            error = exc
         except Exception as exc:  # a bug of ours: keep the row, say what happened, retry later
-            log.exception("delivery %s: unexpected error", delivery_id)
+            log.exception("delivery %s: cannot build the message", delivery_id)
             error = DeliveryFailed(f"internal error: {exc!r}", retryable=True)
-        attempts = delivery.attempts
-        session.rollback()  # end the read transaction before the short write
+        # No transaction stays open while the mail server takes its time: PostgreSQL ends
+        # sessions idle in a transaction for too long, and on SQLite an open read keeps
+        # the WAL from being checkpointed.
+        session.rollback()
+        if error is None:
+            try:
+                provider_id = self._get_backend().send(message).provider_message_id
+            except DeliveryFailed as exc:
+                error = exc
+            except Exception as exc:  # a bug of ours, as above
+                log.exception("delivery %s: unexpected error", delivery_id)
+                error = DeliveryFailed(f"internal error: {exc!r}", retryable=True)
         return self._record(session, delivery_id, lease, attempts, error, provider_id)
 
     def _record(

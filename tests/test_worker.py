@@ -1,0 +1,475 @@
+"""The outbox worker, in-process: what it claims, how it records each outcome, how it backs off.
+
+The worker runs against the test's database with a fake mail backend (`outbox`) and, where
+time matters, a clock the test moves by hand. Multi-process behaviour (several workers, a
+killed worker, SIGTERM) is in test_worker_processes.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+from formrelay import get_settings
+from formrelay.delivery import DeliveryFailed, MailBackend, SendResult
+from formrelay.extensions import db
+from formrelay.models import Delivery, Form, Submission, utcnow
+from formrelay.settings import Settings
+from formrelay.worker import Outcome, Worker, retry_delay
+
+from .factories import make_form
+from .fakes import RecordingBackend
+
+
+class Clock:
+    """A clock moved by hand; it starts a minute ahead, so rows made during the test are due."""
+
+    def __init__(self) -> None:
+        self.now = utcnow() + timedelta(minutes=1)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+NewWorker = Callable[..., Worker]
+
+
+@pytest.fixture
+def new_worker(app: Flask, outbox: RecordingBackend, clock: Clock) -> NewWorker:
+    """Build a worker on the test database: `new_worker(backend=outbox, **settings)`."""
+
+    def build(backend: MailBackend | None = None, **settings: object) -> Worker:
+        chosen = outbox if backend is None else backend
+        return Worker(
+            sessionmaker(bind=db.engine, expire_on_commit=False),
+            dataclasses.replace(get_settings(app), **settings),  # type: ignore[arg-type]
+            backend_factory=lambda _: chosen,
+            clock=clock,
+        )
+
+    return build
+
+
+def submit(client: FlaskClient, form: Form, **fields: str) -> None:
+    response = client.post(f"/f/{form.key}", data=fields or {"message": "hello"})
+    assert response.status_code == 303
+
+
+def deliveries() -> list[Delivery]:
+    db.session.rollback()  # SQLite: end the test's read snapshot to see the worker's commits
+    return list(db.session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+def set_delivery(delivery_id: int, **values: object) -> None:
+    db.session.rollback()
+    db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+    db.session.commit()
+
+
+def statuses(outcomes: list[Outcome]) -> list[str]:
+    return [o.status for o in outcomes]
+
+
+def retryable(text: str = "SMTP 451 try again later") -> DeliveryFailed:
+    return DeliveryFailed(text, retryable=True)
+
+
+# -- claiming ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("status", "due_in_seconds", "claimed"),
+    [
+        ("pending", -1, True),
+        ("pending", 0, True),
+        ("pending", 60, False),
+        ("failed", -1, True),
+        ("failed", 60, False),
+        ("sent", -1, False),
+        ("dead", -1, False),
+    ],
+)
+def test_worker_claims_only_deliveries_that_are_due(
+    client, new_worker, outbox, clock, status, due_in_seconds, claimed
+):
+    submit(client, make_form(db.session))
+    (delivery,) = deliveries()
+    due_at = clock.now + timedelta(seconds=due_in_seconds)
+    set_delivery(delivery.id, status=status, next_attempt_at=due_at)
+
+    outcomes = new_worker().run_once()
+
+    assert statuses(outcomes) == (["sent"] if claimed else [])
+    assert len(outbox.sent) == (1 if claimed else 0)
+    assert deliveries()[0].status == ("sent" if claimed else status)
+
+
+def test_sent_delivery_records_the_provider_id_and_clears_its_lease(client, new_worker, clock):
+    submit(client, make_form(db.session))
+
+    new_worker().run_once()
+
+    (d,) = deliveries()
+    assert (d.status, d.attempts, d.provider_message_id, d.last_error) == (
+        "sent",
+        1,
+        "fake-1",
+        None,
+    )
+    assert d.sent_at == clock.now
+    assert d.lease_expires_at is None
+
+
+def test_idle_worker_leaves_the_sqlite_write_lock_alone(databases, database_url, new_worker):
+    if databases.name != "sqlite":
+        pytest.skip("SQLite's one database-wide write lock")
+    # Another process writing; a reader that then writes could not wait for an idle worker.
+    writer = sqlite3.connect(make_url(database_url).database, isolation_level=None, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        assert new_worker().run_once() == []
+        assert time.monotonic() - started < 1  # did not queue for the lock
+    finally:
+        writer.rollback()
+        writer.close()
+
+
+# -- failures and backoff ------------------------------------------------------------------
+def test_retryable_failure_is_tried_again_after_a_backoff(client, new_worker, outbox, clock):
+    submit(client, make_form(db.session))
+    worker = new_worker(retry_base_seconds=30)
+    outbox.fail_with(retryable("SMTP 451 try again later"))
+
+    assert statuses(worker.run_once()) == ["failed"]
+
+    (d,) = deliveries()
+    assert (d.status, d.attempts, d.last_error) == ("failed", 1, "SMTP 451 try again later")
+    assert d.lease_expires_at is None
+    delay = (d.next_attempt_at - clock.now).total_seconds()
+    assert 0.8 * 30 <= delay <= 1.2 * 30
+    assert worker.run_once() == []  # not due yet
+
+    clock.now = d.next_attempt_at
+    assert statuses(worker.run_once()) == ["sent"]
+    (d,) = deliveries()
+    assert (d.status, d.attempts, d.last_error) == ("sent", 2, None)
+
+
+def test_backoff_doubles_with_each_failure_up_to_the_maximum(client, new_worker, outbox, clock):
+    submit(client, make_form(db.session))
+    worker = new_worker(retry_base_seconds=10, retry_max_delay_seconds=40, max_attempts=20)
+    delays = []
+    for _ in range(8):
+        outbox.fail_with(retryable())
+        assert statuses(worker.run_once()) == ["failed"]
+        (d,) = deliveries()
+        delays.append((d.next_attempt_at - clock.now).total_seconds())
+        clock.now = d.next_attempt_at
+
+    nominal = [10, 20, 40, 40, 40, 40, 40, 40]
+    for delay, expected in zip(delays, nominal, strict=True):
+        assert 0.8 * expected <= delay <= min(1.2 * expected, 40)
+
+
+@pytest.mark.parametrize(
+    ("attempts", "rand", "seconds"),
+    [
+        (1, 0.5, 30),
+        (2, 0.5, 60),
+        (3, 0.5, 120),
+        (10, 0.5, 15360),
+        (11, 0.5, 21600),  # 30720 nominal, capped at 6 h
+        (1, 0.0, 24),  # -20%
+        (1, 0.99999, 36),  # +20%
+        (12, 0.0, 17280),  # jitter still spreads retries at the cap...
+        (12, 0.99999, 21600),  # ...but never past it
+        (5000, 0.5, 21600),  # no overflow however many attempts are allowed
+    ],
+)
+def test_retry_delay_is_exponential_jittered_and_capped(attempts, rand, seconds):
+    assert retry_delay(attempts, Settings(), rand=lambda: rand) == pytest.approx(seconds, rel=1e-4)
+
+
+def test_default_retry_schedule_spans_about_a_day():
+    settings = Settings()
+    assert (settings.max_attempts, settings.retry_base_seconds) == (13, 30.0)
+    assert settings.retry_max_delay_seconds == 6 * 3600
+    # A delay follows every failed attempt but the last.
+    waits = [retry_delay(n, settings, rand=lambda: 0.5) for n in range(1, settings.max_attempts)]
+    assert 20 * 3600 <= sum(waits) <= 36 * 3600
+
+
+def test_permanent_failure_is_dead_at_once(client, new_worker, outbox, clock):
+    submit(client, make_form(db.session))
+    worker = new_worker()
+    outbox.fail_with(DeliveryFailed("SMTP 550 no such user here", retryable=False))
+
+    assert statuses(worker.run_once()) == ["dead"]
+
+    (d,) = deliveries()
+    assert (d.status, d.attempts, d.last_error) == ("dead", 1, "SMTP 550 no such user here")
+    assert (d.sent_at, d.lease_expires_at) == (None, None)
+    clock.advance(days=2)
+    assert worker.run_once() == []
+    assert outbox.sent == []
+
+
+def test_worker_gives_up_after_max_attempts(client, new_worker, outbox, clock):
+    submit(client, make_form(db.session))
+    worker = new_worker(max_attempts=3)
+    outcomes = []
+    for _ in range(3):
+        outbox.fail_with(retryable("SMTP 421 too busy"))
+        outcomes += worker.run_once()
+        clock.now = max(clock.now, deliveries()[0].next_attempt_at)
+
+    assert statuses(outcomes) == ["failed", "failed", "dead"]
+    (d,) = deliveries()
+    assert (d.status, d.attempts) == ("dead", 3)
+    assert d.last_error == "gave up after 3 attempts: SMTP 421 too busy"
+    clock.advance(days=2)
+    assert worker.run_once() == []
+    assert outbox.sent == []
+
+
+def test_unexpected_error_while_sending_is_recorded_and_retried(client, new_worker, clock):
+    class BrokenBackend(RecordingBackend):
+        def send(self, message: EmailMessage) -> SendResult:
+            raise KeyError("bug")
+
+    submit(client, make_form(db.session))
+
+    assert statuses(new_worker(BrokenBackend()).run_once()) == ["failed"]
+
+    (d,) = deliveries()
+    assert (d.status, d.attempts, d.last_error) == ("failed", 1, "internal error: KeyError('bug')")
+
+
+# -- leases --------------------------------------------------------------------------------
+def test_delivery_left_sending_is_reclaimed_once_its_lease_expires(
+    client, new_worker, outbox, clock
+):
+    submit(client, make_form(db.session))
+    (d,) = deliveries()
+    expired = clock.now - timedelta(seconds=1)
+    set_delivery(d.id, status="sending", attempts=1, lease_expires_at=expired)
+
+    assert statuses(new_worker().run_once()) == ["sent"]
+
+    (d,) = deliveries()
+    assert (d.status, d.attempts, d.lease_expires_at) == ("sent", 2, None)
+    assert len(outbox.sent) == 1
+
+
+def test_delivery_with_a_live_lease_is_left_to_its_worker(client, new_worker, outbox, clock):
+    submit(client, make_form(db.session))
+    (d,) = deliveries()
+    live = clock.now + timedelta(seconds=60)
+    set_delivery(d.id, status="sending", attempts=1, lease_expires_at=live)
+
+    assert new_worker().run_once() == []
+
+    (d,) = deliveries()
+    assert (d.status, d.attempts, d.lease_expires_at) == ("sending", 1, live)
+    assert outbox.sent == []
+
+
+class InterruptedBackend(RecordingBackend):
+    """Runs `meanwhile` during each send, then fails or succeeds as programmed."""
+
+    def __init__(self, meanwhile: Callable[[], None]) -> None:
+        super().__init__()
+        self.meanwhile = meanwhile
+
+    def send(self, message: EmailMessage) -> SendResult:
+        self.meanwhile()
+        return super().send(message)
+
+
+def test_worker_whose_lease_was_taken_over_does_not_overwrite_the_new_holder(
+    client, new_worker, clock
+):
+    submit(client, make_form(db.session))
+    rescuer_outbox = RecordingBackend()
+    rescuer = new_worker(rescuer_outbox, lease_seconds=30)
+
+    def lease_runs_out_and_another_worker_sends() -> None:
+        clock.advance(seconds=31)
+        assert statuses(rescuer.run_once()) == ["sent"]
+
+    slow_backend = InterruptedBackend(lease_runs_out_and_another_worker_sends)
+    slow_backend.fail_with(retryable("SMTP timed out"))
+    new_worker(slow_backend, lease_seconds=30).run_once()
+
+    (d,) = deliveries()
+    assert (d.status, d.attempts, d.last_error) == ("sent", 2, None)
+    assert d.provider_message_id == "fake-1"
+    assert len(rescuer_outbox.sent) == 1
+
+
+def test_worker_does_not_start_a_message_whose_lease_ran_out_during_the_batch(
+    client, new_worker, outbox, clock
+):
+    form = make_form(db.session, recipients=("a@example.com", "b@example.com", "c@example.com"))
+    submit(client, form)
+    slow_backend = InterruptedBackend(lambda: clock.advance(seconds=31))
+
+    assert statuses(new_worker(slow_backend, lease_seconds=30).run_once()) == ["sent"]
+
+    rows = deliveries()
+    assert [(d.target, d.status, d.attempts) for d in rows] == [
+        ("a@example.com", "sent", 1),
+        ("b@example.com", "pending", 0),
+        ("c@example.com", "pending", 0),
+    ]
+    assert statuses(new_worker().drain()) == ["sent", "sent"]
+    assert [m["To"] for m in slow_backend.sent + outbox.sent] == [d.target for d in rows]
+
+
+# -- stopping and idling -------------------------------------------------------------------
+class StoppingBackend(RecordingBackend):
+    """Asks its worker to stop while sending the first message, as SIGTERM would."""
+
+    worker: Worker | None = None
+
+    def send(self, message: EmailMessage) -> SendResult:
+        if not self.sent and self.worker is not None:
+            self.worker.stop()
+        return super().send(message)
+
+
+def test_stop_during_a_batch_finishes_the_message_in_hand_and_hands_back_the_rest(
+    client, new_worker, outbox, clock
+):
+    form = make_form(db.session, recipients=("a@example.com", "b@example.com", "c@example.com"))
+    submit(client, form)
+    stopping = StoppingBackend()
+    worker = stopping.worker = new_worker(stopping)
+
+    worker.run()  # returns: stop() was called
+
+    rows = deliveries()
+    assert [(d.status, d.attempts, d.lease_expires_at) for d in rows] == [
+        ("sent", 1, None),
+        ("pending", 0, None),
+        ("pending", 0, None),
+    ]
+    assert all(d.next_attempt_at <= clock.now for d in rows)  # due again at once
+    assert [m["To"] for m in stopping.sent] == ["a@example.com"]
+
+    assert statuses(new_worker().drain()) == ["sent", "sent"]
+    assert [m["To"] for m in outbox.sent] == ["b@example.com", "c@example.com"]
+    message_ids = {m["Message-ID"] for m in stopping.sent + outbox.sent}
+    assert len(message_ids) == 3
+
+
+class EventLogBackend(RecordingBackend):
+    """Keeps the order of sends and closes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    def send(self, message: EmailMessage) -> SendResult:
+        result = super().send(message)
+        self.events.append("send")
+        return result
+
+    def close(self) -> None:
+        super().close()
+        self.events.append("close")
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout} s")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[[Worker], threading.Thread]]:
+    """Run workers in threads; each is stopped and joined after the test."""
+    started: list[tuple[Worker, threading.Thread]] = []
+
+    def start(worker: Worker) -> threading.Thread:
+        thread = threading.Thread(target=worker.run, name="test-worker")
+        thread.start()
+        started.append((worker, thread))
+        return thread
+
+    yield start
+    for worker, thread in started:
+        worker.stop()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+def test_worker_closes_its_mail_connection_when_it_goes_idle(client, new_worker, running):
+    submit(client, make_form(db.session, recipients=("a@example.com", "b@example.com")))
+    backend = EventLogBackend()
+    thread = running(new_worker(backend, worker_poll_seconds=0.02))
+
+    wait_until(lambda: "close" in backend.events)
+
+    assert backend.events[:3] == ["send", "send", "close"]  # kept open across the batch
+    assert thread.is_alive()
+
+
+def test_wake_makes_an_idle_worker_look_at_once(client, new_worker, outbox, running):
+    worker = new_worker(worker_poll_seconds=60)
+    running(worker)
+    time.sleep(0.1)  # idle, waiting for its next poll a minute away
+    submit(client, make_form(db.session))
+
+    worker.wake()
+
+    wait_until(lambda: len(outbox.sent) == 1, timeout=5)
+
+
+# -- what gets a delivery at all -----------------------------------------------------------
+def test_spam_submission_gets_no_delivery(client, worker, outbox):
+    form = make_form(db.session)
+
+    submit(client, form, message="cheap pills", _gotcha="http://spam.example")
+
+    submission = db.session.scalars(select(Submission)).one()
+    assert submission.is_spam
+    assert deliveries() == []
+    assert worker.drain() == []
+    assert outbox.sent == []
+
+
+def test_unverified_recipient_gets_no_delivery(client, worker, outbox):
+    form = make_form(
+        db.session, recipients=("owner@example.com", "new@example.com"), verified=False
+    )
+    form.recipients[0].verified = True
+    form.recipients[0].verified_at = utcnow()
+    db.session.commit()
+
+    submit(client, form)
+
+    assert [d.target for d in deliveries()] == ["owner@example.com"]
+    assert statuses(worker.drain()) == ["sent"]
+    assert [m["To"] for m in outbox.sent] == ["owner@example.com"]
