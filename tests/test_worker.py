@@ -280,6 +280,22 @@ def test_delivery_left_sending_is_reclaimed_once_its_lease_expires(
     assert len(outbox.sent) == 1
 
 
+def test_a_message_that_killed_its_worker_every_time_is_given_up(client, new_worker, outbox, clock):
+    submit(client, make_form(db.session))
+    (d,) = deliveries()
+    expired = clock.now - timedelta(seconds=1)
+    set_delivery(d.id, status="sending", attempts=13, lease_expires_at=expired)  # the default
+
+    assert new_worker().run_once() == []
+
+    (d,) = deliveries()
+    assert (d.status, d.attempts, d.lease_expires_at) == ("dead", 13, None)
+    assert d.last_error == (
+        "gave up after 13 attempts: the worker stopped while sending, each time"
+    )
+    assert outbox.sent == []
+
+
 def test_delivery_with_a_live_lease_is_left_to_its_worker(client, new_worker, outbox, clock):
     submit(client, make_form(db.session))
     (d,) = deliveries()

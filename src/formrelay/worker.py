@@ -53,9 +53,13 @@ def retry_delay(
 
 
 def claim_due_deliveries(
-    session: Session, *, limit: int, lease_seconds: float, now: datetime
+    session: Session, *, limit: int, lease_seconds: float, now: datetime, max_attempts: int
 ) -> list[tuple[int, datetime]]:
-    """Lease up to `limit` due deliveries to the caller and commit; returns (id, lease) pairs."""
+    """Lease up to `limit` due deliveries to the caller and commit; returns (id, lease) pairs.
+
+    A row whose lease ran out after its last allowed attempt is given up (`dead`) instead:
+    a message that kills every worker sending it must not be retried for ever.
+    """
     due = or_(
         and_(Delivery.status.in_([S.PENDING, S.FAILED]), Delivery.next_attempt_at <= now),
         and_(Delivery.status == S.SENDING, Delivery.lease_expires_at <= now),
@@ -73,6 +77,22 @@ def claim_due_deliveries(
             return []
     lease = now + timedelta(seconds=lease_seconds)
     begin_write(session)
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.status == S.SENDING,
+            Delivery.lease_expires_at <= now,
+            Delivery.attempts >= max_attempts,
+        )
+        .values(
+            status=S.DEAD,
+            lease_expires_at=None,
+            updated_at=now,
+            last_error=f"gave up after {max_attempts} attempts: "
+            "the worker stopped while sending, each time",
+        )
+        .execution_options(synchronize_session=False)
+    )
     ids = session.scalars(
         update(Delivery)
         .where(Delivery.id.in_(candidates.scalar_subquery()))
@@ -153,6 +173,7 @@ class Worker:
                 session,
                 limit=self.settings.worker_batch_size,
                 lease_seconds=self.settings.lease_seconds,
+                max_attempts=self.settings.max_attempts,
                 now=self.clock(),
             )
             outcomes: list[Outcome] = []
