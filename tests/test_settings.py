@@ -49,6 +49,7 @@ def test_defaults_need_no_configuration(tmp_path):
         "FORMRELAY_MAX_BODY_BYTES": "102400",
         "FORMRELAY_MAX_FIELDS": "200",
         "FORMRELAY_WORKER_BATCH_SIZE": "20",
+        "FORMRELAY_SEND_RATE": "0.0",
         "FORMRELAY_WORKER_POLL_SECONDS": "1.0",
         "FORMRELAY_LEASE_SECONDS": "300",
         "FORMRELAY_RETRY_BASE_SECONDS": "30.0",

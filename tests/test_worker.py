@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from itertools import pairwise
 
 import pytest
 from flask import Flask
@@ -27,7 +28,7 @@ from formrelay.delivery import DeliveryFailed, MailBackend, SendResult
 from formrelay.extensions import db
 from formrelay.models import Delivery, Form, Submission, utcnow
 from formrelay.settings import Settings
-from formrelay.worker import Outcome, Worker, retry_delay
+from formrelay.worker import Outcome, Pacer, Worker, retry_delay
 
 from .factories import make_form
 from .fakes import RecordingBackend
@@ -489,3 +490,49 @@ def test_unverified_recipient_gets_no_delivery(client, worker, outbox):
     assert [d.target for d in deliveries()] == ["owner@example.com"]
     assert statuses(worker.drain()) == ["sent"]
     assert [m["To"] for m in outbox.sent] == ["owner@example.com"]
+
+
+# -- send rate -----------------------------------------------------------------------------
+class FakeTime:
+    """A monotonic clock and a stop event whose wait() moves that clock instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, timeout: float) -> bool:
+        self.waits.append(round(timeout, 6))
+        self.now += timeout
+        return False
+
+
+def test_send_rate_spaces_sends_evenly():
+    fake = FakeTime()
+    pacer = Pacer(4.0, clock=fake.clock)  # 4 a second: one every 0.25 s
+    send_times = []
+    for _ in range(5):
+        pacer.wait(fake)  # type: ignore[arg-type]
+        send_times.append(fake.now)
+        fake.now += 0.05  # the send itself
+    assert [round(b - a, 6) for a, b in pairwise(send_times)] == [0.25] * 4
+
+
+def test_send_rate_does_not_save_up_idle_time_for_a_burst():
+    fake = FakeTime()
+    pacer = Pacer(2.0, clock=fake.clock)
+    pacer.wait(fake)  # type: ignore[arg-type]
+    fake.now += 60  # idle for a minute
+    pacer.wait(fake)  # type: ignore[arg-type]
+    pacer.wait(fake)  # type: ignore[arg-type]
+    assert fake.waits == [0.5]
+
+
+def test_no_send_rate_never_waits():
+    fake = FakeTime()
+    pacer = Pacer(0, clock=fake.clock)
+    for _ in range(3):
+        pacer.wait(fake)  # type: ignore[arg-type]
+    assert fake.waits == []

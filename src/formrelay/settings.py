@@ -52,6 +52,7 @@ class Settings:
     max_fields: int = 200
 
     worker_batch_size: int = 20
+    send_rate: float = 0.0
     worker_poll_seconds: float = 1.0
     lease_seconds: int = 300
     retry_base_seconds: float = 30.0
@@ -108,6 +109,7 @@ FIELD_TO_VAR = {
     "max_body_bytes": "FORMRELAY_MAX_BODY_BYTES",
     "max_fields": "FORMRELAY_MAX_FIELDS",
     "worker_batch_size": "FORMRELAY_WORKER_BATCH_SIZE",
+    "send_rate": "FORMRELAY_SEND_RATE",
     "worker_poll_seconds": "FORMRELAY_WORKER_POLL_SECONDS",
     "lease_seconds": "FORMRELAY_LEASE_SECONDS",
     "retry_base_seconds": "FORMRELAY_RETRY_BASE_SECONDS",

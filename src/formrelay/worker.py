@@ -12,6 +12,7 @@ import logging
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from .db import begin_write
 from .delivery import DeliveryFailed, MailBackend, mail_backend
 from .delivery.message import build_notification
-from .models import Delivery, DeliveryStatus, Form, Submission, utcnow
+from .models import Delivery, DeliveryStatus, Submission, utcnow
 from .settings import Settings
 
 log = logging.getLogger("formrelay.worker")
@@ -109,6 +110,24 @@ def claim_due_deliveries(
     return [(i, lease) for i in sorted(ids)]
 
 
+class Pacer:
+    """Spaces sends evenly at `rate` per second (0: no limit), e.g. for SES's MaxSendRate."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.clock = clock
+        self._next = 0.0
+
+    def wait(self, stop: threading.Event) -> None:
+        """Return when the next send is allowed (or at once when `stop` is set)."""
+        if not self.interval:
+            return
+        now = self.clock()
+        if self._next > now:
+            stop.wait(self._next - now)
+        self._next = max(self._next, now) + self.interval
+
+
 class Worker:
     """Sends due deliveries with one mail backend, committing after every message."""
 
@@ -126,6 +145,7 @@ class Worker:
         self.clock = clock
         self.stop_event = threading.Event()
         self.wake_event = threading.Event()
+        self.pacer = Pacer(settings.send_rate)
         self._backend: MailBackend | None = None
 
     # -- running -----------------------------------------------------------------------
@@ -171,22 +191,47 @@ class Worker:
         with self.session_factory() as session:
             claimed = claim_due_deliveries(
                 session,
-                limit=self.settings.worker_batch_size,
+                limit=self._batch_size(),
                 lease_seconds=self.settings.lease_seconds,
                 max_attempts=self.settings.max_attempts,
                 now=self.clock(),
             )
+            if not claimed:
+                return []
+            # The whole batch in three queries, not three per message. Committing (not rolling
+            # back) ends the read keeping the objects loaded (expire_on_commit=False): no
+            # transaction stays open while a mail server takes its time.
+            loaded = {
+                d.id: d
+                for d in session.scalars(
+                    select(Delivery)
+                    .where(Delivery.id.in_([i for i, _ in claimed]))
+                    .options(selectinload(Delivery.submission).selectinload(Submission.form))
+                )
+            }
+            session.commit()
             outcomes: list[Outcome] = []
             for index, (delivery_id, lease) in enumerate(claimed):
+                self.pacer.wait(self.stop_event)
                 # A lease that ran out while earlier messages of the batch were sent may
                 # already be another worker's: sending would deliver the message twice.
                 if self.stop_event.is_set() or self.clock() >= lease:
                     self._release(session, claimed[index:])
                     break
-                outcome = self._deliver(session, delivery_id, lease)
-                if outcome is not None:
-                    outcomes.append(outcome)
+                delivery = loaded.get(delivery_id)
+                if delivery is None:  # deleted with its submission meanwhile
+                    continue
+                outcomes.append(self._deliver(session, delivery, lease))
             return outcomes
+
+    def _batch_size(self) -> int:
+        """The batch, kept small enough to be sent well within its lease at the send rate."""
+        rate = self.settings.send_rate
+        if not rate:
+            return self.settings.worker_batch_size
+        return max(
+            1, min(self.settings.worker_batch_size, int(rate * self.settings.lease_seconds / 2))
+        )
 
     def drain(self, max_batches: int = 1000) -> list[Outcome]:
         """Send everything due now (for tests and `formrelay worker --once`)."""
@@ -202,40 +247,18 @@ class Worker:
         return outcomes
 
     # -- one delivery --------------------------------------------------------------------
-    def _deliver(self, session: Session, delivery_id: int, lease: datetime) -> Outcome | None:
-        delivery = session.scalar(
-            select(Delivery)
-            .where(Delivery.id == delivery_id)
-            .options(
-                selectinload(Delivery.submission)
-                .selectinload(Submission.form)
-                .selectinload(Form.recipients)
-            )
-        )
-        if delivery is None:  # deleted with its submission meanwhile
-            session.rollback()
-            return None
+    def _deliver(self, session: Session, delivery: Delivery, lease: datetime) -> Outcome:
         error: DeliveryFailed | None = None
         provider_id = None
-        attempts = delivery.attempts
         try:
             message = build_notification(delivery, self.settings)
+            provider_id = self._get_backend().send(message).provider_message_id
+        except DeliveryFailed as exc:
+            error = exc
         except Exception as exc:  # a bug of ours: keep the row, say what happened, retry later
-            log.exception("delivery %s: cannot build the message", delivery_id)
+            log.exception("delivery %s: unexpected error", delivery.id)
             error = DeliveryFailed(f"internal error: {exc!r}", retryable=True)
-        # No transaction stays open while the mail server takes its time: PostgreSQL ends
-        # sessions idle in a transaction for too long, and on SQLite an open read keeps
-        # the WAL from being checkpointed.
-        session.rollback()
-        if error is None:
-            try:
-                provider_id = self._get_backend().send(message).provider_message_id
-            except DeliveryFailed as exc:
-                error = exc
-            except Exception as exc:  # a bug of ours, as above
-                log.exception("delivery %s: unexpected error", delivery_id)
-                error = DeliveryFailed(f"internal error: {exc!r}", retryable=True)
-        return self._record(session, delivery_id, lease, attempts, error, provider_id)
+        return self._record(session, delivery.id, lease, delivery.attempts, error, provider_id)
 
     def _record(
         self,
