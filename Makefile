@@ -32,5 +32,13 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+bench: install
+	scripts/ensure-bench-deps
+	$(BIN)/python bench/run.py
+
+# Real processes under kill -9, outages and a full disk (minutes); `make test` leaves them out.
+faults: install
+	$(BIN)/pytest -q -p no:cacheprovider tests/faults
+
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache .mypy_cache tests/js/node_modules

@@ -218,6 +218,8 @@ def test_reply_to_comes_from_replyto_else_the_email_field(client, form, fields, 
         ({"_next": "data:text/html,hi"}, "_next"),
         ({"_next": "ftp://example.com/"}, "_next"),
         ({"_next": "https://ok.example/\r\nSet-Cookie: a=b"}, "_next"),
+        ({"_next": "http://[::1"}, "_next"),
+        ({"_next": "http://example.org:99999/"}, "_next"),
     ],
 )
 def test_invalid_special_fields_are_refused_naming_the_field(client, form, fields, field):
@@ -402,6 +404,7 @@ def test_get_on_the_endpoint_is_405_and_explains_how_to_post(client, form):
         (b'{"message": "\xff\xfe"}', JSON_CT, 400, "INVALID_ENCODING"),
         (b"message=caf\xe9", FORM_CT, 400, "INVALID_ENCODING"),
         (b"message=caf%E9", FORM_CT, 400, "INVALID_ENCODING"),
+        (b"message=a%00b", FORM_CT, 400, "INVALID_ENCODING"),
         (
             multipart([("message", "x")]).replace(b"x\r\n", b"\xe9\r\n"),
             MULTI_CT,
@@ -520,6 +523,16 @@ def test_project_scoped_path_of_formspree_clients_works(client, form):
 
 
 # -- formrelay's own pages -----------------------------------------------------------------
+def test_a_malformed_referrer_is_ignored_not_an_error(client, form):
+    headers = {"Referer": "http://[::1", "Accept": BROWSER_ACCEPT}
+    ok = client.post(f"/f/{form.key}", data={"message": "hi"}, headers=headers)
+    assert ok.status_code == 303
+    assert ok.headers["Location"] == f"{BASE_URL}/thanks"
+    bad = client.post(f"/f/{form.key}", data={"email": "x"}, headers=headers)
+    assert bad.status_code == 400
+    assert client.get("/thanks?back=http://[::1").status_code == 200
+
+
 def test_thanks_page_links_back_to_an_http_referrer_only(client, app):
     r = client.get("/thanks?back=https://site.example/contact")
     assert r.status_code == 200

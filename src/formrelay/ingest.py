@@ -14,13 +14,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session
 
 from .db import begin_write
 from .services.submissions import PreparedSubmission, StoredSubmission, store_submissions
 
 log = logging.getLogger("formrelay.ingest")
+# Failures of the database itself (down, restarting, disk full, locked, no connection in the
+# pool), which retrying the same batch one by one would only repeat.
+DATABASE_AWAY = (OperationalError, InterfaceError, SQLAlchemyTimeoutError)
 
 
 class StorageUnavailable(Exception):
@@ -74,6 +78,13 @@ class GroupCommit:
             for item, result in zip(batch, results, strict=True):
                 item.result = result
         except SQLAlchemyError as exc:
+            if len(batch) > 1 and not isinstance(exc, DATABASE_AWAY):
+                # The database refused a statement, most likely for one submission's data:
+                # that one must not take down the others that arrived with it.
+                log.warning("storing %d submissions failed, now one by one: %s", len(batch), exc)
+                for item in batch:
+                    self._commit([item])
+                return
             log.error("storing %d submissions failed: %s", len(batch), exc)
             for item in batch:
                 item.result = StorageUnavailable(str(exc))

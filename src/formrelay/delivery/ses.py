@@ -31,7 +31,7 @@ class SESBackend:
             connect_timeout=s.mail_timeout,
             read_timeout=s.mail_timeout,
         )
-        credentials = {}
+        credentials: dict[str, Any] = {}
         if s.aws_access_key_id and s.aws_secret_access_key:
             credentials = {
                 "aws_access_key_id": s.aws_access_key_id,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -11,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 from ..models import Form, Recipient, User, utcnow
 from .errors import InvalidInput, SubmissionRejected
 from .submissions import clean_subject, normalize_email
+from .urls import http_url
 
 
 def create_form(
@@ -30,10 +30,8 @@ def create_form(
     name = " ".join(name.split())
     if not name:
         raise InvalidInput("A form needs a name.")
-    if redirect_url:
-        parts = urlsplit(redirect_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidInput(f"The redirect {redirect_url!r} must be an http(s) URL.")
+    if redirect_url and not http_url(redirect_url):
+        raise InvalidInput(f"The redirect {redirect_url!r} must be an http(s) URL.")
     form = Form(
         name=name[:200],
         owner=owner,

@@ -59,6 +59,10 @@ def parse_payload(content_type: str | None, body: bytes, *, max_fields: int) -> 
             f"Content-Type {mimetype or '(none)'} is not supported; send "
             "application/x-www-form-urlencoded, multipart/form-data or application/json.",
         )
+    if any("\x00" in name or "\x00" in value for name, value in payload.fields):
+        raise SubmissionRejected(
+            "INVALID_ENCODING", "The submission contains a NUL character, which text cannot hold."
+        )
     if len(payload.fields) > max_fields:
         raise SubmissionRejected(
             "TOO_MANY_FIELDS", f"The form has more than {max_fields} fields, the most accepted."

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Delivery, DeliveryStatus, Form, Recipient, Submission, utcnow
 from .errors import DomainError, FieldError, FormDisabled, FormNotFound, SubmissionRejected
+from .urls import http_url
 
 # Fields that steer formrelay and are never shown as data (Formspree's names).
 REPLY_TO, SUBJECT, NEXT, CC, HONEYPOT = "_replyto", "_subject", "_next", "_cc", "_gotcha"
@@ -262,15 +263,21 @@ def _next_url(raw: str, meta: SubmissionMeta) -> str | None:
         return None
     if any(ord(ch) < 32 for ch in raw):
         raise _bad_next("must not contain control characters")
-    scheme = urlsplit(raw).scheme.lower()
-    if scheme:
-        if scheme not in ("http", "https") or not urlsplit(raw).netloc:
+    try:
+        absolute = bool(urlsplit(raw).scheme)
+    except ValueError:  # "http://[x"
+        raise _bad_next("is not a valid URL") from None
+    if absolute:
+        if not http_url(raw):
             raise _bad_next("must be an http(s) URL or a path")
         return raw
-    base = meta.referrer or meta.origin
-    if not base or urlsplit(base).scheme not in ("http", "https"):
+    base = http_url(meta.referrer) or http_url(meta.origin)
+    if not base:
         raise _bad_next("is a relative path, but the request names no page to resolve it against")
-    return urljoin(base, raw)
+    url = http_url(urljoin(base, raw))
+    if not url:
+        raise _bad_next("is not a valid URL")
+    return url
 
 
 def _bad_next(reason: str) -> SubmissionRejected:

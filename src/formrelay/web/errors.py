@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -13,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from ..extensions import db
 from ..ingest import StorageUnavailable
 from ..services.errors import DomainError, FieldError
+from ..services.urls import http_url
 from .negotiation import wants_json
 
 log = logging.getLogger("formrelay.web")
@@ -67,10 +67,7 @@ def _code_for(status: int) -> str:
 
 
 def _back_link() -> str | None:
-    referrer = request.referrer
-    if referrer and urlsplit(referrer).scheme in ("http", "https"):
-        return referrer
-    return None
+    return http_url(request.referrer)
 
 
 def _rollback() -> None:

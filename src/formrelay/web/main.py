@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, render_template, request
 
+from ..services.urls import http_url
 from . import settings
 
 bp = Blueprint("main", __name__)
@@ -18,7 +17,4 @@ def index() -> str:
 
 @bp.get("/thanks")
 def thanks() -> str:
-    back = request.args.get("back", "")
-    if urlsplit(back).scheme not in ("http", "https"):
-        back = ""
-    return render_template("thanks.html", back=back)
+    return render_template("thanks.html", back=http_url(request.args.get("back")) or "")

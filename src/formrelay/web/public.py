@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from flask import (
     Blueprint,
@@ -19,6 +19,7 @@ from ..extensions import db
 from ..services.errors import SubmissionRejected
 from ..services.payload import parse_payload
 from ..services.submissions import SubmissionMeta, check_form, prepare_submission
+from ..services.urls import http_url
 from . import settings
 from .negotiation import wants_json
 
@@ -88,18 +89,22 @@ def _read_body(limit: int) -> bytes:
 
 
 def _meta() -> SubmissionMeta:
+    def header(name: str) -> str | None:
+        value = request.headers.get(name)
+        return value.replace("\x00", "") if value else value  # PostgreSQL text holds no NUL
+
     return SubmissionMeta(
         remote_addr=request.remote_addr,
-        user_agent=request.headers.get("User-Agent"),
-        referrer=request.headers.get("Referer"),
-        origin=request.headers.get("Origin"),
+        user_agent=header("User-Agent"),
+        referrer=header("Referer"),
+        origin=header("Origin"),
     )
 
 
 def _thanks_url() -> str:
     """formrelay's own thanks page, linking back to the page the form was on."""
     path = url_for("main.thanks")
-    referrer = request.headers.get("Referer", "")
-    if urlsplit(referrer).scheme in ("http", "https"):
+    referrer = http_url(request.headers.get("Referer"))
+    if referrer:
         path += "?" + urlencode({"back": referrer})
     return settings().base_url + path

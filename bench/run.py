@@ -1,0 +1,604 @@
+"""formrelay's benchmarks: every figure beside its ceiling, measured in one run.
+
+    .venv/bin/python bench/run.py [--quick] [--only ingest,isolation,delivery,memory]
+
+Servers run as the Procfile runs them (its `web` line, WEB_CONCURRENCY workers) and are
+loaded only on 127.0.0.1 by wrk (peak throughput) and hey (latency at a fixed rate).
+Results go to bench/results/latest.json and latest.md; the last lines printed are one
+`TARGET <name> <measured> <goal> PASS|MISS` per target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiosmtpd.controller import Controller
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+RESULTS = ROOT / "bench" / "results"
+BODY = (  # five fields, as a contact form sends them
+    "name=Ann+Example&email=ann%40example.org&subject=Hello"
+    "&message=Hello+there%2C+a+question&phone=%2B44+20+7946+0000"
+)
+FORM_CT = "application/x-www-form-urlencoded"
+
+
+# -- measuring tools -----------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def wrk(url: str, seconds: int, connections: int, workdir: Path) -> dict[str, float]:
+    """Peak throughput: wrk, closed loop, POSTing the 5-field form."""
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = "{BODY}"\n'
+        f'wrk.headers["Content-Type"] = "{FORM_CT}"\n'
+        'wrk.headers["Accept"] = "application/json"\n'
+    )
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: .*", out)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {
+        "rps": rps,
+        "requests": total,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(0) if errors else "",
+    }
+
+
+def hey(url: str, rate: float, seconds: int, workdir: Path) -> dict[str, float]:
+    """Latency at a fixed offered rate (hey -q is per worker)."""
+    body = workdir / "body.txt"
+    body.write_text(BODY)
+    workers = 16
+    out = subprocess.run(
+        [
+            "hey",
+            "-z",
+            f"{seconds}s",
+            "-c",
+            str(workers),
+            "-q",
+            f"{rate / workers:.2f}",
+            "-m",
+            "POST",
+            "-T",
+            FORM_CT,
+            "-A",
+            "application/json",
+            "-D",
+            str(body),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def pct(p: str) -> float:
+        return float(re.search(rf"{p}% in ([\d.]+) secs", out).group(1)) * 1000
+
+    statuses = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+    return {
+        "offered_rps": rate,
+        "achieved_rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": pct("50"),
+        "p99_ms": pct("99"),
+        "statuses": statuses,
+    }
+
+
+# -- parts of the system under test ---------------------------------------------------------
+@dataclass
+class MailSink:
+    """aiosmtpd in this process; `delay` seconds per message models a slow mail server."""
+
+    delay: float = 0.0
+    count: int = 0
+    port: int = field(default_factory=free_port)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        with self.lock:
+            self.count += 1
+        return "250 OK"
+
+    @contextmanager
+    def running(self) -> Iterator[MailSink]:
+        controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        controller.start()
+        try:
+            yield self
+        finally:
+            controller.stop()
+
+
+@dataclass
+class Database:
+    name: str
+    url: str
+    admin_url: str | None = None  # for dropping a PostgreSQL database afterwards
+
+    @classmethod
+    def sqlite(cls, workdir: Path) -> Database:
+        return cls("sqlite", f"sqlite:///{workdir / 'bench.sqlite3'}")
+
+    @classmethod
+    def postgresql(cls) -> Database | None:
+        base = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+        name = f"formrelay_bench_{os.getpid()}"
+        try:
+            subprocess.run(
+                ["psql", base, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True
+            )
+        except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+            print(f"PostgreSQL not available, skipped: {exc}")
+            return None
+        return cls("postgresql", base.rsplit("/", 1)[0] + f"/{name}", admin_url=base)
+
+    def drop(self) -> None:
+        if self.admin_url:
+            db = self.url.rsplit("/", 1)[1]
+            subprocess.run(
+                ["psql", self.admin_url, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"],
+                capture_output=True,
+                check=False,
+            )
+
+
+def procfile_web() -> str:
+    line = next(
+        line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:")
+    )
+    return line.split(":", 1)[1].strip()
+
+
+class Stack:
+    """formrelay as production runs it: the Procfile's web line and one worker process."""
+
+    def __init__(
+        self, workdir: Path, db: Database, mail: MailSink, extra: dict[str, str] | None = None
+    ):
+        self.workdir = workdir
+        self.port = free_port()
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("FORMRELAY_", "MAIL_"))},
+            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+            "FORMRELAY_ENV": "production",
+            "SECRET_KEY": "bench-secret",
+            "DATABASE_URL": db.url,
+            "FORMRELAY_BASE_URL": f"http://127.0.0.1:{self.port}",
+            "FORMRELAY_INSTANCE_PATH": str(workdir / "instance"),
+            "MAIL_BACKEND": "smtp",
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": str(mail.port),
+            "MAIL_DEFAULT_SENDER": "formrelay@example.com",
+            "FORMRELAY_WORKER_POLL_SECONDS": "0.2",
+            "PORT": str(self.port),
+            **(extra or {}),
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(
+            [str(BIN / "formrelay"), *args],
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    def prepare(self) -> str:
+        """Migrate and create the benchmark form; returns its endpoint on this port."""
+        self.cli("db", "upgrade")
+        endpoint = self.cli("form", "create", "--name", "Bench", "--to", "owner@example.com")
+        return endpoint.strip().splitlines()[-1]
+
+    def start_web(self, app: str = "formrelay.wsgi:app") -> subprocess.Popen[bytes]:
+        command = procfile_web().replace("formrelay.wsgi:app", app)
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", f"exec {command}"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.procs.append(proc)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1)
+                time.sleep(0.5)  # let every worker process finish booting
+                return proc
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("web server did not start")
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [str(BIN / "formrelay"), "worker"],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+
+
+def count_rows(db: Database, sql: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    from formrelay.settings import normalize_database_url
+
+    engine = create_engine(normalize_database_url(db.url, Path(".")))
+    with engine.connect() as conn:
+        value = conn.execute(text(sql)).scalar_one()
+    engine.dispose()
+    return int(value)
+
+
+# -- the benchmarks ------------------------------------------------------------------------
+def bench_ingest(db: Database, seconds: int, workdir: Path, report: dict[str, Any]) -> None:
+    """Item 1 (throughput, latency at half the peak) and item 2 (isolation from slow mail)."""
+    fast = MailSink()
+    with fast.running():
+        stack = Stack(workdir, db, fast)
+        endpoint = stack.prepare()
+        url = endpoint.replace(stack.env["FORMRELAY_BASE_URL"], f"http://127.0.0.1:{stack.port}")
+        try:
+            stack.start_web("bench.bare:app")
+            ceiling = wrk(url, seconds, 32, workdir)
+            stack.stop()
+
+            web = stack.start_web()
+            stack.start_worker()
+            before = count_rows(db, "SELECT count(*) FROM submissions")
+            peak_rss = [0.0]
+            stop_sampling = threading.Event()
+
+            def sample() -> None:
+                while not stop_sampling.wait(0.2):
+                    for pid in children(web.pid):
+                        peak_rss[0] = max(peak_rss[0], rss_mb(pid))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            peak = wrk(url, seconds, 32, workdir)
+            stop_sampling.set()
+            sampler.join()
+            stored = count_rows(db, "SELECT count(*) FROM submissions") - before
+            half = hey(url, peak["rps"] / 2, seconds, workdir)
+        finally:
+            stack.stop()
+    acknowledged = peak["requests"] - peak["non_2xx"]
+    report["ingest"][db.name] = {
+        "ceiling_rps": ceiling["rps"],
+        "formrelay_rps": peak["rps"],
+        "ratio": peak["rps"] / ceiling["rps"],
+        "half_peak": half,
+        "acknowledged": acknowledged,
+        "stored": stored,
+        "non_2xx": peak["non_2xx"],
+        "peak_web_worker_rss_mb": peak_rss[0],
+    }
+
+    # Item 2: the same offered load with a mail server that takes 2 s per message.
+    slow = MailSink(delay=2.0)
+    with slow.running():
+        stack = Stack(workdir, db, slow)
+        try:
+            stack.start_web()
+            stack.start_worker()
+            slow_run = hey(url, peak["rps"] / 2, seconds, workdir)
+        finally:
+            stack.stop()
+    report["isolation"][db.name] = {
+        "fast_mail_p99_ms": half["p99_ms"],
+        "slow_mail_p99_ms": slow_run["p99_ms"],
+        "ratio": slow_run["p99_ms"] / half["p99_ms"],
+        "slow_mail_messages_received": slow.count,
+    }
+
+
+def enqueue(db: Database, workdir: Path, n: int, mail: MailSink) -> Stack:
+    """A form and `n` pending deliveries, stored through the domain function in bulk."""
+    stack = Stack(workdir, db, mail)
+    key = stack.prepare().rsplit("/", 1)[1]
+    code = f"""
+from formrelay import create_app
+from formrelay.extensions import db
+from formrelay.services.submissions import SubmissionMeta, prepare_submission, store_submissions
+app = create_app()
+with app.app_context():
+    item = prepare_submission([("name", "Ann"), ("email", "ann@example.org"),
+                               ("message", "Hello there")], SubmissionMeta())
+    for start in range(0, {n}, 500):
+        store_submissions(db.session(), [("{key}", item)] * min(500, {n} - start))
+        db.session.commit()
+"""
+    subprocess.run([sys.executable, "-c", code], env=stack.env, cwd=workdir, check=True)
+    return stack
+
+
+def delivery_rate(db: Database) -> tuple[int, float]:
+    """(sent, messages per second between the first and the last send)."""
+    from sqlalchemy import create_engine, text
+
+    from formrelay.settings import normalize_database_url
+
+    engine = create_engine(normalize_database_url(db.url, Path(".")))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT count(*), min(sent_at), max(sent_at) FROM deliveries WHERE status='sent'")
+        ).one()
+    engine.dispose()
+    sent, first, last = rows
+    if sent < 2:
+        return sent, 0.0
+    if isinstance(first, str):
+        first, last = datetime.fromisoformat(first), datetime.fromisoformat(last)
+    return sent, (sent - 1) / max((last - first).total_seconds(), 1e-6)
+
+
+def run_worker_until(stack: Stack, db: Database, n: int, timeout: float) -> None:
+    proc = stack.start_worker()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if count_rows(db, "SELECT count(*) FROM deliveries WHERE status='sent'") >= n:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=15)
+
+
+def bench_delivery(workdir: Path, n: int, report: dict[str, Any]) -> None:
+    """Item 3: one worker process to SMTP (fast), to SES in moto, and with a send rate."""
+    out: dict[str, Any] = {}
+    with MailSink().running() as mail:
+        db = Database.sqlite(workdir / "smtp")
+        (workdir / "smtp").mkdir()
+        stack = enqueue(db, workdir / "smtp", n, mail)
+        run_worker_until(stack, db, n, timeout=120)
+        sent, rate = delivery_rate(db)
+        out["smtp"] = {"messages": sent, "received": mail.count, "rate_per_s": rate}
+
+        rate_limit = 100.0
+        db = Database.sqlite(workdir / "limited")
+        (workdir / "limited").mkdir()
+        stack = enqueue(db, workdir / "limited", 600, mail)
+        stack.env["FORMRELAY_SEND_RATE"] = str(rate_limit)
+        run_worker_until(stack, db, 600, timeout=60)
+        sent, rate = delivery_rate(db)
+        out["rate_limited"] = {
+            "configured_per_s": rate_limit,
+            "rate_per_s": rate,
+            "error": abs(rate - rate_limit) / rate_limit,
+        }
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        boto3.client(
+            "sesv2",
+            region_name="us-east-1",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_email_identity(EmailIdentity="formrelay@example.com")
+        db = Database.sqlite(workdir / "ses")
+        (workdir / "ses").mkdir()
+        stack = enqueue(db, workdir / "ses", min(n, 1000), MailSink())
+        stack.env.update(
+            MAIL_BACKEND="ses",
+            AWS_REGION="us-east-1",
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+        )
+        run_worker_until(stack, db, min(n, 1000), timeout=120)
+        sent, rate = delivery_rate(db)
+        out["ses_moto"] = {"messages": sent, "rate_per_s": rate}
+    finally:
+        moto.stop()
+    report["delivery"] = out
+
+
+def bench_memory(workdir: Path, report: dict[str, Any]) -> None:
+    """Item 4: RSS of an idle web worker and an idle worker process."""
+    db = Database.sqlite(workdir)
+    with MailSink().running() as mail:
+        stack = Stack(workdir, db, mail)
+        stack.prepare()
+        try:
+            web = stack.start_web()
+            worker = stack.start_worker()
+            time.sleep(3)
+            web_workers = [rss_mb(pid) for pid in children(web.pid)]
+            report["memory"] = {
+                "idle_web_worker_rss_mb": max(web_workers) if web_workers else rss_mb(web.pid),
+                "idle_web_master_rss_mb": rss_mb(web.pid),
+                "idle_worker_rss_mb": rss_mb(worker.pid),
+            }
+        finally:
+            stack.stop()
+
+
+# -- targets and report --------------------------------------------------------------------
+def targets(report: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
+    out: list[tuple[str, float, str, bool]] = []
+    goals = {"sqlite": 0.5, "postgresql": 0.4}
+    for name, r in report.get("ingest", {}).items():
+        out.append(
+            (f"ingest_{name}_ratio", r["ratio"], f">={goals[name]}", r["ratio"] >= goals[name])
+        )
+        p99 = r["half_peak"]["p99_ms"]
+        out.append((f"ingest_{name}_p99_ms_at_half_peak", p99, "<25", p99 < 25))
+        lost = r["acknowledged"] - r["stored"]
+        out.append((f"ingest_{name}_acknowledged_not_stored", lost, "<=0", lost <= 0))
+    for name, r in report.get("isolation", {}).items():
+        out.append((f"isolation_{name}_p99_ratio", r["ratio"], "<=1.2", r["ratio"] <= 1.2))
+    d = report.get("delivery", {})
+    if "smtp" in d:
+        out.append(
+            (
+                "delivery_smtp_per_s",
+                d["smtp"]["rate_per_s"],
+                ">=500",
+                d["smtp"]["rate_per_s"] >= 500,
+            )
+        )
+    if "rate_limited" in d:
+        err = d["rate_limited"]["error"]
+        out.append(("delivery_send_rate_error", err, "<=0.05", err <= 0.05))
+    if "ses_moto" in d:
+        out.append(("delivery_ses_moto_per_s", d["ses_moto"]["rate_per_s"], "report", True))
+    m = report.get("memory", {})
+    for key in ("idle_web_worker_rss_mb", "idle_worker_rss_mb"):
+        if key in m:
+            out.append((f"memory_{key}", m[key], "<80", m[key] < 80))
+    for name, r in report.get("ingest", {}).items():
+        out.append(
+            (f"memory_peak_web_worker_rss_mb_{name}", r["peak_web_worker_rss_mb"], "report", True)
+        )
+    return out
+
+
+def write_report(report: dict[str, Any], rows: list[tuple[str, float, str, bool]]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report["targets"] = [
+        {"name": n, "measured": round(v, 4), "goal": g, "pass": ok} for n, v, g, ok in rows
+    ]
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    lines = [
+        f"# formrelay benchmarks, {report['when']}",
+        "",
+        f"Machine: {report['machine']}. Server: `{report['server']}`.",
+        "",
+        "| target | measured | goal | result |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {n} | {v:.3f} | {g} | {'PASS' if ok else 'MISS'} |" for n, v, g, ok in rows]
+    lines += [
+        "",
+        "```json",
+        json.dumps({k: v for k, v in report.items() if k != "targets"}, indent=2, default=str),
+        "```",
+        "",
+    ]
+    (RESULTS / "latest.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
+    parser.add_argument("--only", default="ingest,delivery,memory")
+    args = parser.parse_args()
+    for tool in ("wrk", "hey"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: run scripts/ensure-bench-deps (make bench does)")
+    seconds = 4 if args.quick else 10
+    parts = set(args.only.split(","))
+    report: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {os.cpu_count()} cores {platform.python_version()}",
+        "server": procfile_web(),
+        "ingest": {},
+        "isolation": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="formrelay-bench-") as tmp:
+        workdir = Path(tmp)
+        if "ingest" in parts:
+            for db_factory in (lambda: Database.sqlite(workdir / "sqlite"), Database.postgresql):
+                if db_factory is not Database.postgresql:
+                    (workdir / "sqlite").mkdir()
+                db = db_factory()
+                if db is None:
+                    continue
+                try:
+                    sub = workdir / f"run-{db.name}"
+                    sub.mkdir()
+                    bench_ingest(db, seconds, sub, report)
+                finally:
+                    db.drop()
+        if "delivery" in parts:
+            (workdir / "delivery").mkdir()
+            bench_delivery(workdir / "delivery", 1000 if args.quick else 3000, report)
+        if "memory" in parts:
+            (workdir / "memory").mkdir()
+            bench_memory(workdir / "memory", report)
+    rows = targets(report)
+    write_report(report, rows)
+    print(f"results: {RESULTS / 'latest.md'}")
+    for name, value, goal, ok in rows:
+        print(f"TARGET {name} {value:.3f} {goal} {'PASS' if ok else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()
