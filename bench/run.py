@@ -93,8 +93,8 @@ def wrk(url: str, seconds: int, connections: int, workdir: Path) -> dict[str, fl
     }
 
 
-def hey(url: str, rate: float, seconds: int, workdir: Path) -> dict[str, float]:
-    """Latency at a fixed offered rate (hey -q is per worker)."""
+def hey(url: str, rate: float, seconds: int, workdir: Path) -> dict[str, Any]:
+    """Latency at a fixed offered rate (hey -q is per worker); percentiles from its CSV."""
     body = workdir / "body.txt"
     body.write_text(BODY)
     workers = 16
@@ -115,22 +115,30 @@ def hey(url: str, rate: float, seconds: int, workdir: Path) -> dict[str, float]:
             "application/json",
             "-D",
             str(body),
+            "-o",
+            "csv",
             url,
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    # response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset
+    rows = [line.split(",") for line in out.splitlines()[1:] if line.strip()]
+    times = sorted(float(r[0]) * 1000 for r in rows)
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r[6]] = statuses.get(r[6], 0) + 1
 
-    def pct(p: str) -> float:
-        return float(re.search(rf"{p}% in ([\d.]+) secs", out).group(1)) * 1000
+    def pct(p: float) -> float:
+        return times[min(len(times) - 1, int(p / 100 * len(times)))] if times else float("nan")
 
-    statuses = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+    span = max(float(r[7]) for r in rows) if rows else seconds
     return {
         "offered_rps": rate,
-        "achieved_rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50_ms": pct("50"),
-        "p99_ms": pct("99"),
+        "achieved_rps": len(rows) / max(span, 1e-6),
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
         "statuses": statuses,
     }
 
@@ -244,8 +252,11 @@ class Stack:
         endpoint = self.cli("form", "create", "--name", "Bench", "--to", "owner@example.com")
         return endpoint.strip().splitlines()[-1]
 
-    def start_web(self, app: str = "formrelay.wsgi:app") -> subprocess.Popen[bytes]:
-        command = procfile_web().replace("formrelay.wsgi:app", app)
+    def start_web(
+        self, app: str = "formrelay.wsgi:app", command: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """The Procfile's web line (or `command`, same placeholders) serving `app`."""
+        command = (command or procfile_web()).replace("formrelay.wsgi:app", app)
         proc = subprocess.Popen(
             ["/bin/sh", "-c", f"exec {command}"],
             env=self.env,
@@ -307,6 +318,7 @@ def bench_ingest(db: Database, seconds: int, workdir: Path, report: dict[str, An
         stack = Stack(workdir, db, fast)
         endpoint = stack.prepare()
         url = endpoint.replace(stack.env["FORMRELAY_BASE_URL"], f"http://127.0.0.1:{stack.port}")
+        fast_port = stack.port
         try:
             stack.start_web("bench.bare:app")
             ceiling = wrk(url, seconds, 32, workdir)
@@ -351,7 +363,9 @@ def bench_ingest(db: Database, seconds: int, workdir: Path, report: dict[str, An
         try:
             stack.start_web()
             stack.start_worker()
-            slow_run = hey(url, peak["rps"] / 2, seconds, workdir)
+            slow_url = url.replace(f":{fast_port}/", f":{stack.port}/")
+            hey(slow_url, peak["rps"] / 2, 2, workdir)  # warm up, as the fast run was
+            slow_run = hey(slow_url, peak["rps"] / 2, seconds, workdir)
         finally:
             stack.stop()
     report["isolation"][db.name] = {
@@ -470,6 +484,45 @@ def bench_delivery(workdir: Path, n: int, report: dict[str, Any]) -> None:
     report["delivery"] = out
 
 
+# Production servers considered for the Procfile's web line, with the same worker count.
+SERVERS = {
+    "gunicorn sync": "gunicorn --bind 127.0.0.1:$PORT --workers 2 formrelay.wsgi:app",
+    "gunicorn gthread x16": (
+        "gunicorn --bind 127.0.0.1:$PORT --workers 2 -k gthread --threads 16 formrelay.wsgi:app"
+    ),
+    "granian": (
+        "granian --interface wsgi --host 127.0.0.1 --port $PORT --workers 2 formrelay.wsgi:app"
+    ),
+}
+
+
+def bench_servers(workdir: Path, seconds: int, report: dict[str, Any]) -> None:
+    """The server choice, by measurement: formrelay and the bare ceiling under each, SQLite."""
+    out: dict[str, Any] = {}
+    with MailSink().running() as mail:
+        for name, command in SERVERS.items():
+            sub = workdir / name.replace(" ", "-")
+            sub.mkdir()
+            db = Database.sqlite(sub)
+            stack = Stack(sub, db, mail)
+            endpoint = stack.prepare()
+            try:
+                stack.start_web("bench.bare:app", command)
+                ceiling = wrk(endpoint, seconds, 32, sub)["rps"]
+                stack.stop()
+                stack.start_web(command=command)
+                wrk(endpoint, 2, 32, sub)  # warm up
+                formrelay = wrk(endpoint, seconds, 32, sub)["rps"]
+            finally:
+                stack.stop()
+            out[name] = {
+                "ceiling_rps": ceiling,
+                "formrelay_rps": formrelay,
+                "ratio": formrelay / ceiling,
+            }
+    report["servers"] = out
+
+
 def bench_memory(workdir: Path, report: dict[str, Any]) -> None:
     """Item 4: RSS of an idle web worker and an idle worker process."""
     db = Database.sqlite(workdir)
@@ -519,6 +572,8 @@ def targets(report: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
         out.append(("delivery_send_rate_error", err, "<=0.05", err <= 0.05))
     if "ses_moto" in d:
         out.append(("delivery_ses_moto_per_s", d["ses_moto"]["rate_per_s"], "report", True))
+    for name, r in report.get("servers", {}).items():
+        out.append((f"server_ratio_{name.replace(' ', '_')}", r["ratio"], "report", True))
     m = report.get("memory", {})
     for key in ("idle_web_worker_rss_mb", "idle_worker_rss_mb"):
         if key in m:
@@ -558,7 +613,7 @@ def write_report(report: dict[str, Any], rows: list[tuple[str, float, str, bool]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
-    parser.add_argument("--only", default="ingest,delivery,memory")
+    parser.add_argument("--only", default="servers,ingest,delivery,memory")
     args = parser.parse_args()
     for tool in ("wrk", "hey"):
         if not shutil.which(tool):
@@ -575,10 +630,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="formrelay-bench-") as tmp:
         workdir = Path(tmp)
         if "ingest" in parts:
-            for db_factory in (lambda: Database.sqlite(workdir / "sqlite"), Database.postgresql):
-                if db_factory is not Database.postgresql:
-                    (workdir / "sqlite").mkdir()
-                db = db_factory()
+            (workdir / "sqlite").mkdir()
+            for db in (Database.sqlite(workdir / "sqlite"), Database.postgresql()):
                 if db is None:
                     continue
                 try:
@@ -587,6 +640,9 @@ def main() -> None:
                     bench_ingest(db, seconds, sub, report)
                 finally:
                     db.drop()
+        if "servers" in parts:
+            (workdir / "servers").mkdir()
+            bench_servers(workdir / "servers", seconds, report)
         if "delivery" in parts:
             (workdir / "delivery").mkdir()
             bench_delivery(workdir / "delivery", 1000 if args.quick else 3000, report)

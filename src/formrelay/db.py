@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
+import threading
 from typing import Any
 
 from sqlalchemy import event
@@ -46,8 +49,79 @@ def begin_write(session: Session) -> None:
     never block writers. Elsewhere this only starts the transaction. A transaction already
     open is left as it is.
     """
-    if not session.in_transaction():
+    if session.in_transaction():
+        return
+    lock = _writer_lock(session)
+    if lock is not None:
+        lock.acquire()
+        session.info[_LOCK_KEY] = lock
+    try:
         session.connection(execution_options={WRITE_OPTION: True})
+    except BaseException:
+        _release_writer_lock(session)
+        raise
+
+
+class WriterLock:
+    """Queues this machine's SQLite writers in the kernel rather than in SQLite's busy loop.
+
+    SQLite's busy handler polls with sleeps of up to 100 ms, so writers in several processes
+    (web workers, the delivery worker) wait far longer than the lock is held. An flock() on
+    a file beside the database wakes the next writer as soon as the lock is released; a
+    thread lock comes first because flock() does not exclude threads sharing one file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def acquire(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._fd is None or os.getpid() != self._pid:  # reopen after a fork
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def release(self) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
+_LOCK_KEY = "formrelay_writer_lock"
+_writer_locks: dict[str, WriterLock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(session: Session) -> WriterLock | None:
+    bind = session.get_bind()
+    database = bind.engine.url.database
+    if bind.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    path = os.path.abspath(database) + ".writer-lock"
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(path, WriterLock(path))
+
+
+def _release_writer_lock(session: Session) -> None:
+    lock = session.info.pop(_LOCK_KEY, None)
+    if lock is not None:
+        lock.release()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _end_of_write(session: Session, transaction: Any) -> None:
+    # After the commit or rollback itself, so the next writer starts on committed data.
+    if transaction.parent is None:
+        _release_writer_lock(session)
 
 
 @event.listens_for(Engine, "begin")

@@ -2,17 +2,18 @@
 
 A durable commit costs an fsync (SQLite synchronous=FULL) or a WAL flush (PostgreSQL
 synchronous_commit=on), and that cost, not Python, bounds how many submissions a second
-can be acknowledged. Request threads queue their validated submission and wait; whichever
-thread holds the commit lock stores everything queued so far in one transaction. No thread
-answers before the transaction holding its submission has committed.
+can be acknowledged. Request threads queue their validated submission and wait; a committer
+thread stores everything queued so far in one transaction. No request is answered before
+the transaction holding its submission has committed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -35,17 +36,29 @@ class StorageUnavailable(Exception):
 class _Item:
     key: str
     prepared: PreparedSubmission
-    done: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
     result: StoredSubmission | Exception | None = None
 
 
 class GroupCommit:
-    def __init__(self, session_factory: Callable[[], Session], *, max_batch: int = 64) -> None:
+    """One committer thread per process stores whatever the request threads have queued.
+
+    While it waits for the disk, more submissions queue up, so batches grow with the load
+    by themselves and an idle server commits each submission at once. (A leader taken from
+    the request threads made batches of one: the thread just answered holds the GIL and
+    takes the lock again before the waiting threads have run.)
+    """
+
+    # A request never waits for ever, even should the committer be stuck on the database.
+    WAIT_SECONDS = 60.0
+
+    def __init__(self, session_factory: Callable[[], Session], *, max_batch: int = 256) -> None:
         self.session_factory = session_factory
         self.max_batch = max_batch
         self._queue: list[_Item] = []
-        self._queue_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
 
     def accept(self, key: str, prepared: PreparedSubmission) -> StoredSubmission:
         """Store the submission for the form with this key and commit; blocks until durable.
@@ -54,20 +67,34 @@ class GroupCommit:
         database could not commit.
         """
         item = _Item(key, prepared)
-        with self._queue_lock:
+        with self._ready:
+            self._ensure_committer()
             self._queue.append(item)
-        while not item.done:
-            with self._commit_lock:
-                if item.done:  # a thread ahead of us committed it
-                    break
-                with self._queue_lock:
-                    batch = self._queue[: self.max_batch]
-                    del self._queue[: self.max_batch]
-                self._commit(batch)
+            self._ready.notify()
+        if not item.done.wait(self.WAIT_SECONDS):
+            raise StorageUnavailable("the database did not commit in time")
         if isinstance(item.result, StoredSubmission):
             return item.result
         assert item.result is not None
         raise item.result
+
+    def _ensure_committer(self) -> None:
+        # Started on first use, and again in a forked child, where threads do not survive.
+        if self._thread is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._thread = threading.Thread(
+                target=self._run, name="formrelay-group-commit", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+            self._commit(batch)
 
     def _commit(self, batch: list[_Item]) -> None:
         try:
@@ -93,4 +120,4 @@ class GroupCommit:
                 item.result = exc
         finally:
             for item in batch:
-                item.done = True
+                item.done.set()

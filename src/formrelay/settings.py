@@ -252,7 +252,7 @@ def _development_secret_key(instance: Path) -> str:
             return path.read_text().strip()
         instance.mkdir(parents=True, exist_ok=True)
         # Written aside (mkstemp: mode 0600) and linked into place, so that a process starting
-        # at the same moment (gunicorn's workers) never reads a half-written key.
+        # at the same moment (a web server's workers) never reads a half-written key.
         fd, aside = tempfile.mkstemp(dir=instance, prefix=".secret_key.")
         try:
             with os.fdopen(fd, "w") as fh:

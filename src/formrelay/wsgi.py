@@ -1,4 +1,4 @@
-"""WSGI entry point for production servers: `gunicorn formrelay.wsgi:app`."""
+"""WSGI entry point for production servers: `granian --interface wsgi formrelay.wsgi:app`."""
 
 import sys
 

@@ -10,6 +10,7 @@ client, then as raw bytes over real HTTP to the Procfile's web server. Quick: ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -322,8 +323,9 @@ def test_fuzzed_posts_never_get_a_500_nor_log_an_unhandled_error(app, client, ke
 
 
 # -- over real HTTP, to the Procfile's web server ------------------------------------------------
-def raw_request(port: int, post: Post, chunked: bool) -> bytes:
-    """Send `post` as raw HTTP/1.1 bytes (Content-Length as drawn, or chunked); the answer."""
+def raw_request(port: int, post: Post, chunked: bool) -> bytes | None:
+    """Send `post` as raw HTTP/1.1 bytes (Content-Length as drawn, or chunked); the answer,
+    or None when the server is still waiting for the body that Content-Length promised."""
     lines = [f"{post.method} {post.path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
     if post.content_type is not None:
         lines.append(f"Content-Type: {post.content_type}")
@@ -337,15 +339,21 @@ def raw_request(port: int, post: Post, chunked: bool) -> bytes:
         headers.setdefault("Content-Length", str(len(body)))
     lines += [f"{name}: {value}" for name, value in headers.items()]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        try:
+    # The write side stays open, as real clients keep it: granian (hyper) takes a half-closed
+    # connection for a client gone away and answers nothing.
+    promised = headers.get("Content-Length", "")
+    short = not chunked and promised.isdigit() and int(promised) > len(body)
+    with socket.create_connection(("127.0.0.1", port), timeout=1.5 if short else 10) as sock:
+        with contextlib.suppress(OSError):  # the server answered before taking the whole body
             sock.sendall(head + body)
-            sock.shutdown(socket.SHUT_WR)  # a short body ends here instead of timing out
-        except OSError:
-            pass  # the server answered and closed before taking the whole body
         answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            if short and not answer:
+                return None
+            raise
     return answer
 
 
@@ -363,6 +371,9 @@ def test_fuzzed_raw_http_never_gets_a_500_from_the_production_server(sqlite_url,
     @given(post=posts([key]), chunked=st.booleans())
     def check(post: Post, chunked: bool) -> None:
         answer = raw_request(stack.port, post, chunked)
+        if answer is None:  # waiting, rightly, for the rest of a body it was promised
+            statuses["waiting"] = statuses.get("waiting", 0) + 1
+            return
         status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
         assert status_line.startswith("HTTP/1.1 "), (status_line, web.describe())
         status = status_line.split()[1]
@@ -373,7 +384,9 @@ def test_fuzzed_raw_http_never_gets_a_500_from_the_production_server(sqlite_url,
         check = example(post=known, chunked=False)(check)
     check()
     log = web.output()
-    print(f"\nfuzz (raw HTTP to gunicorn) statuses: {dict(sorted(statuses.items()))}")
+    print(
+        f"\nfuzz (raw HTTP to the Procfile web server) statuses: {dict(sorted(statuses.items()))}"
+    )
     for sign in ("unhandled error", "Traceback", "Error handling request", " ERROR "):
         assert sign not in log, web.describe()
     assert web.running

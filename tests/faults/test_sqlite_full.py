@@ -92,7 +92,7 @@ def test_full_disk_answers_503_loses_nothing_and_recovers_once_space_returns(
         first_2xx_after_space_s=recovery,
         outcomes=dict(load.outcomes()),
         deliveries=dict(ledger.statuses),
-        gunicorn_workers_lost=web.output().count("Booting worker") - 2,
+        web_workers_respawned=web.output().count("Spawning worker") - 2,
         database_mb=round(os.path.getsize(small_disk / "formrelay.sqlite3") / 2**20, 2),
     )
     assert not load.problems
