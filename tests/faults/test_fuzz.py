@@ -341,9 +341,9 @@ def raw_request(port: int, post: Post, chunked: bool) -> bytes | None:
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     # The write side stays open, as real clients keep it: granian (hyper) takes a half-closed
     # connection for a client gone away and answers nothing.
-    promised = headers.get("Content-Length", "")
+    promised = headers.get("Content-Length", "").strip()
     short = not chunked and promised.isdigit() and int(promised) > len(body)
-    with socket.create_connection(("127.0.0.1", port), timeout=1.5 if short else 10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=1.5 if short else 3) as sock:
         with contextlib.suppress(OSError):  # the server answered before taking the whole body
             sock.sendall(head + body)
         answer = b""
