@@ -278,7 +278,8 @@ def procfile(kind: str) -> list[str]:
 
 class Service:
     """One Procfile process (`web` or `worker`) in a process group of its own, so that kill -9
-    takes the web server's main process and workers together; each run's output goes to its own file."""
+    takes the web server's main process and workers together; each run's output goes to its
+    own file."""
 
     def __init__(self, kind: str, env: dict[str, str], workdir: Path) -> None:
         self.kind, self.env, self.workdir = kind, env, workdir
