@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -55,12 +56,18 @@ def wait_for(url: str, proc: subprocess.Popen[str], timeout: float = 20) -> None
 
 
 def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
+    """SIGTERM to the process group (a server's workers too), SIGKILL if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
     try:
         out, _ = proc.communicate(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
+    # A worker that outlived its main process would keep the port: take the group down.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     return out
 
 
@@ -83,6 +90,7 @@ def test_make_run_flow_serves_the_demo_form_and_prints_its_mail(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, stopped as a whole
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/", proc)
@@ -135,6 +143,7 @@ def test_procfile_web_and_release_run_in_production_mode(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, stopped as a whole
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/", proc)
