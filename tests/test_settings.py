@@ -104,10 +104,27 @@ def test_production_requires_a_secret_key(tmp_path):
     assert str(refused.value) == "SECRET_KEY is required when FORMRELAY_ENV=production"
 
 
-def test_production_uses_the_given_secret_key_and_writes_nothing(tmp_path):
+def test_production_uses_the_given_secret_key_and_writes_no_key_file(tmp_path):
     got = settings(tmp_path, FORMRELAY_ENV="production", SECRET_KEY="from-the-environment")
     assert got.secret_key == "from-the-environment"
-    assert not (tmp_path / "instance").exists()
+    assert not (tmp_path / "instance" / "secret_key").exists()
+
+
+def test_the_folder_of_a_sqlite_database_is_created(tmp_path):
+    # SQLite makes its file but not the folder; production has no key file to make it either.
+    settings(tmp_path, FORMRELAY_ENV="production", SECRET_KEY="k")
+    assert (tmp_path / "instance").is_dir()
+    settings(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'data' / 'forms.db'}")
+    assert (tmp_path / "data").is_dir()
+
+
+def test_a_sqlite_folder_that_cannot_be_made_is_a_config_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError) as refused:
+        settings(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'file' / 'forms.db'}")
+    assert str(refused.value).startswith(
+        "DATABASE_URL names a folder for the SQLite database that cannot be created"
+    )
 
 
 def test_development_secret_key_is_generated_once_and_kept_private(tmp_path):

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+
 MAIL_BACKENDS = ("console", "smtp", "ses")
 ENVIRONMENTS = ("development", "production")
 
@@ -188,6 +190,12 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
             raise ConfigError("SECRET_KEY is required when FORMRELAY_ENV=production")
         changes["secret_key"] = _development_secret_key(instance)
 
+    # The default database lives under the instance folder; a named one where it says.
+    _ensure_sqlite_folder(
+        str(changes["database_url"]),
+        "DATABASE_URL" if s.database_url else "FORMRELAY_INSTANCE_PATH",
+    )
+
     parts = urlsplit(s.base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"FORMRELAY_BASE_URL must be an http(s) URL, not {s.base_url!r}")
@@ -239,6 +247,19 @@ def normalize_database_url(url: str, instance: Path) -> str:
         "DATABASE_URL must start with postgres://, postgresql:// or sqlite:///, "
         f"not {_mask_url_password(url)!r}"
     )
+
+
+def _ensure_sqlite_folder(url: str, var: str) -> None:
+    """SQLite creates its file but not the folder: make it (the default is under instance/)."""
+    path = make_url(url).database if url.startswith("sqlite") else None
+    if not path or path == ":memory:":
+        return
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{var} names a folder for the SQLite database that cannot be created: {exc}"
+        ) from None
 
 
 def _development_secret_key(instance: Path) -> str:
