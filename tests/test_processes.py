@@ -55,6 +55,19 @@ def wait_for(url: str, proc: subprocess.Popen[str], timeout: float = 20) -> None
     raise AssertionError(f"{url} did not answer in {timeout}s")
 
 
+def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    """A long-running command in its own process group (stopped as a whole by stop())."""
+    return subprocess.Popen(
+        args,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def stop(proc: subprocess.Popen[str]) -> str:
     """SIGTERM to the process group (a server's workers too), SIGKILL if it lingers."""
     with contextlib.suppress(ProcessLookupError):
@@ -83,15 +96,7 @@ def test_make_run_flow_serves_the_demo_form_and_prints_its_mail(tmp_path):
     url = re.search(r"http://127\.0\.0\.1:\d+/f/[\w-]+", demo.stdout).group(0)
     assert f'<form action="{url}" method="POST">' in demo.stdout
 
-    proc = subprocess.Popen(
-        [formrelay, "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, stopped as a whole
-    )
+    proc = start([formrelay, "serve", "--port", str(port)], env, tmp_path)
     try:
         wait_for(f"http://127.0.0.1:{port}/", proc)
         r = httpx.post(url, data={"email": "ann@example.org", "message": "Hello from the demo"})
@@ -136,15 +141,7 @@ def test_procfile_web_and_release_run_in_production_mode(tmp_path):
     endpoint = created.stdout.strip().splitlines()[-1]
     assert endpoint.startswith("https://forms.example.com/f/")
 
-    proc = subprocess.Popen(
-        procfile("web"),
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, stopped as a whole
-    )
+    proc = start(procfile("web"), env, tmp_path)
     try:
         wait_for(f"http://127.0.0.1:{port}/", proc)
         local = endpoint.replace("https://forms.example.com", f"http://127.0.0.1:{port}")
