@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from email.message import EmailMessage
+from email.message import Message
 
 from formrelay.delivery import DeliveryFailed, SendResult
 
@@ -11,14 +11,14 @@ class RecordingBackend:
     """A mail backend that keeps every message; `fail_with` makes the next sends fail."""
 
     def __init__(self) -> None:
-        self.sent: list[EmailMessage] = []
+        self.sent: list[Message] = []
         self.failures: list[DeliveryFailed] = []
         self.closed = 0
 
     def fail_with(self, *errors: DeliveryFailed) -> None:
         self.failures.extend(errors)
 
-    def send(self, message: EmailMessage) -> SendResult:
+    def send(self, message: Message) -> SendResult:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(message)

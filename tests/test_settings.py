@@ -192,7 +192,13 @@ BAD_VALUES = [
     ),
     (
         {"MAIL_DEFAULT_SENDER": "forms"},
-        "MAIL_DEFAULT_SENDER must be an e-mail address, not 'forms'",
+        "MAIL_DEFAULT_SENDER must be one e-mail address, alone or as Name <address> "
+        "(a name with a comma in double quotes), not 'forms'",
+    ),
+    (
+        {"MAIL_DEFAULT_SENDER": "Acme, Inc <forms@example.com>"},
+        "MAIL_DEFAULT_SENDER must be one e-mail address, alone or as Name <address> "
+        "(a name with a comma in double quotes), not 'Acme, Inc <forms@example.com>'",
     ),
     (
         {"FORMRELAY_BASE_URL": "forms.example.org"},

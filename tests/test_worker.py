@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 from itertools import pairwise
 
 import pytest
@@ -254,7 +254,7 @@ def test_worker_gives_up_after_max_attempts(client, new_worker, outbox, clock):
 
 def test_unexpected_error_while_sending_is_recorded_and_retried(client, new_worker, clock):
     class BrokenBackend(RecordingBackend):
-        def send(self, message: EmailMessage) -> SendResult:
+        def send(self, message: Message) -> SendResult:
             raise KeyError("bug")
 
     submit(client, make_form(db.session))
@@ -317,7 +317,7 @@ class InterruptedBackend(RecordingBackend):
         super().__init__()
         self.meanwhile = meanwhile
 
-    def send(self, message: EmailMessage) -> SendResult:
+    def send(self, message: Message) -> SendResult:
         self.meanwhile()
         return super().send(message)
 
@@ -368,7 +368,7 @@ class StoppingBackend(RecordingBackend):
 
     worker: Worker | None = None
 
-    def send(self, message: EmailMessage) -> SendResult:
+    def send(self, message: Message) -> SendResult:
         if not self.sent and self.worker is not None:
             self.worker.stop()
         return super().send(message)
@@ -406,7 +406,7 @@ class EventLogBackend(RecordingBackend):
         super().__init__()
         self.events: list[str] = []
 
-    def send(self, message: EmailMessage) -> SendResult:
+    def send(self, message: Message) -> SendResult:
         result = super().send(message)
         self.events.append("send")
         return result

@@ -9,6 +9,7 @@ import secrets
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import getaddresses
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -215,9 +216,11 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
         raise ConfigError("AWS_REGION is required when MAIL_BACKEND=ses")
     if s.mail_backend != "console" and "mail_default_sender" not in given:
         raise ConfigError(f"MAIL_DEFAULT_SENDER is required when MAIL_BACKEND={s.mail_backend}")
-    if "@" not in s.mail_default_sender:
+    senders = getaddresses([s.mail_default_sender])
+    if len(senders) != 1 or "@" not in senders[0][1] or not senders[0][1].isascii():
         raise ConfigError(
-            f"MAIL_DEFAULT_SENDER must be an e-mail address, not {s.mail_default_sender!r}"
+            "MAIL_DEFAULT_SENDER must be one e-mail address, alone or as Name <address> "
+            f"(a name with a comma in double quotes), not {s.mail_default_sender!r}"
         )
     # A zero lease lets a second worker reclaim a row while the first is still sending it.
     for name in (

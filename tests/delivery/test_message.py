@@ -147,6 +147,31 @@ def test_addresses_in_headers_and_envelope(send: Send) -> None:
     assert received.rcpt_tos == [OWNER, "bob@example.com", "carol@example.com"]
 
 
+@pytest.fixture(
+    params=[
+        ("Acme Forms <forms@example.com>", "Acme Forms"),
+        ('"Zoë, Café" <forms@example.com>', "Zoë, Café"),
+    ],
+    ids=["ascii", "non-ascii"],
+)
+def named_sender(request: pytest.FixtureRequest, smtp_config: dict[str, object]) -> str:
+    """MAIL_DEFAULT_SENDER with a display name (use before `send`); returns the name."""
+    setting, name = request.param
+    smtp_config["mail_default_sender"] = setting
+    return str(name)
+
+
+def test_a_sender_with_a_display_name_keeps_it_and_its_address(
+    named_sender: str, send: Send
+) -> None:
+    [received] = send(make_form(db.session), {"message": "hi"})
+
+    [sender] = received.message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == (named_sender, "forms@example.com")
+    assert received.mail_from == "forms@example.com"
+    received.content.decode("ascii")  # a name that is not ASCII travels as encoded words
+
+
 def test_replyto_field_wins_over_the_email_field(send: Send) -> None:
     [received] = send(
         make_form(db.session),

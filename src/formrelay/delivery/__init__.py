@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from typing import Protocol
 
 from ..settings import Settings
@@ -29,7 +29,7 @@ class SendResult:
 
 
 class MailBackend(Protocol):
-    def send(self, message: EmailMessage) -> SendResult: ...
+    def send(self, message: Message) -> SendResult: ...
 
     def close(self) -> None: ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 import boto3
@@ -46,7 +46,7 @@ class SESBackend:
         )
         return cls(client, configuration_set=s.ses_configuration_set)
 
-    def send(self, message: EmailMessage) -> SendResult:
+    def send(self, message: Message) -> SendResult:
         request: dict[str, Any] = {
             "FromEmailAddress": str(message["From"]),
             "Destination": {"ToAddresses": envelope_recipients(message)},

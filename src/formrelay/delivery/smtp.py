@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from email.message import EmailMessage
+from email.message import Message
 
 from ..settings import Settings
 from . import DeliveryFailed, SendResult
@@ -45,7 +45,7 @@ class SMTPBackend:
             ca_file=s.mail_ca_file,
         )
 
-    def send(self, message: EmailMessage) -> SendResult:
+    def send(self, message: Message) -> SendResult:
         recipients = envelope_recipients(message)
         refused: dict[str, tuple[int, bytes]] = {}
         for _ in range(2):
