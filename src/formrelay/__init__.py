@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy.orm import sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -26,11 +27,25 @@ PUBLIC_CORS_HEADERS = [
 ]
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, set up only for requests that bring a session cookie.
+
+    Flask opens the session of every request, and building the signer costs as much as
+    parsing a submission; the public endpoint, which most requests are for, never needs it.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (environment plus `config` overrides by field name), extensions,
     blueprints."""
     settings = load_settings(overrides=config)
     app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.session_interface = CookieSessions()
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.database_url,

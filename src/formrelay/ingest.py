@@ -20,7 +20,12 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session
 
 from .db import begin_write
-from .services.submissions import PreparedSubmission, StoredSubmission, store_submissions
+from .services.submissions import (
+    PreparedSubmission,
+    StoredSubmission,
+    load_targets,
+    store_submissions,
+)
 
 log = logging.getLogger("formrelay.ingest")
 # Failures of the database itself (down, restarting, disk full, locked, no connection in the
@@ -99,8 +104,12 @@ class GroupCommit:
     def _commit(self, batch: list[_Item]) -> None:
         try:
             with self.session_factory() as session:
+                # The forms are read before the write lock is taken: on SQLite the lock is
+                # the whole database's, and every statement under it delays all writers.
+                targets = load_targets(session, {i.key for i in batch})
+                session.commit()
                 begin_write(session)
-                results = store_submissions(session, [(i.key, i.prepared) for i in batch])
+                results = store_submissions(session, [(i.key, i.prepared) for i in batch], targets)
                 session.commit()
             for item, result in zip(batch, results, strict=True):
                 item.result = result

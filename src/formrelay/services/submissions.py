@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urljoin, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from ..models import Delivery, DeliveryStatus, Form, Recipient, Submission, utcnow
@@ -24,6 +24,21 @@ MAX_CC = 5
 # Core tables: the batch insert skips the ORM's unit of work on the request path.
 _SUBMISSIONS = cast(Table, Submission.__table__)
 _DELIVERIES = cast(Table, Delivery.__table__)
+_FORMS, _RECIPIENTS = cast(Table, Form.__table__), cast(Table, Recipient.__table__)
+# Built once: these run in every group commit, and building a statement costs more than
+# running it.
+_FORMS_BY_KEY = select(_FORMS.c.id, _FORMS.c.key, _FORMS.c.enabled, _FORMS.c.redirect_url).where(
+    _FORMS.c.key.in_(bindparam("keys", expanding=True))
+)
+_RECIPIENTS_OF = (
+    select(_RECIPIENTS.c.form_id, _RECIPIENTS.c.email)
+    .where(_RECIPIENTS.c.form_id.in_(bindparam("ids", expanding=True)), _RECIPIENTS.c.verified)
+    .order_by(_RECIPIENTS.c.id)
+)
+_INSERT_SUBMISSIONS = insert(_SUBMISSIONS).returning(
+    _SUBMISSIONS.c.id, sort_by_parameter_order=True
+)
+_INSERT_DELIVERIES = insert(_DELIVERIES)
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
 
 
@@ -117,35 +132,46 @@ def prepare_submission(fields: list[tuple[str, str]], meta: SubmissionMeta) -> P
     )
 
 
+@dataclass(frozen=True)
+class FormTarget:
+    """What storing a submission needs to know of its form."""
+
+    id: int
+    enabled: bool
+    redirect_url: str | None
+    recipients: tuple[str, ...]  # verified, in the order they were added
+
+
+def load_targets(session: Session, keys: Iterable[str]) -> dict[str, FormTarget]:
+    """The forms with these keys (those that exist), with their verified recipients."""
+    forms = session.execute(_FORMS_BY_KEY, {"keys": list(set(keys))}).all()
+    recipients: dict[int, list[str]] = {}
+    if forms:
+        for form_id, email in session.execute(_RECIPIENTS_OF, {"ids": [f.id for f in forms]}):
+            recipients.setdefault(form_id, []).append(email)
+    return {
+        f.key: FormTarget(f.id, f.enabled, f.redirect_url, tuple(recipients.get(f.id, ())))
+        for f in forms
+    }
+
+
 def store_submissions(
-    session: Session, batch: Sequence[tuple[str, PreparedSubmission]]
+    session: Session,
+    batch: Sequence[tuple[str, PreparedSubmission]],
+    targets: Mapping[str, FormTarget] | None = None,
 ) -> list[StoredSubmission | DomainError]:
     """Store prepared submissions for the forms with these keys (not committed).
 
     Each gets one pending delivery per verified recipient of its form (none when it is
     spam), in the session's transaction. The result says, in order, what became of each:
     stored, or FormNotFound / FormDisabled. Core inserts of the whole batch keep the request
-    path lean; group commit (formrelay.ingest) passes all the submissions that arrived together.
+    path lean; group commit (formrelay.ingest) passes all the submissions that arrived
+    together, with their forms looked up before it took the write lock.
     """
-    forms = {
-        row.key: row
-        for row in session.execute(
-            select(Form.id, Form.key, Form.enabled, Form.redirect_url).where(
-                Form.key.in_({key for key, _ in batch})
-            )
-        )
-    }
-    recipients: dict[int, list[str]] = {}
-    for form_id, email in session.execute(
-        select(Recipient.form_id, Recipient.email)
-        .where(Recipient.form_id.in_([f.id for f in forms.values()]), Recipient.verified)
-        .order_by(Recipient.id)
-    ):
-        recipients.setdefault(form_id, []).append(email)
-
+    forms = targets if targets is not None else load_targets(session, (k for k, _ in batch))
     results: list[StoredSubmission | DomainError] = []
-    # (index in results, item, form id, where the submitter goes next)
-    accepted: list[tuple[int, PreparedSubmission, int, str | None]] = []
+    # (index in results, item, its form, where the submitter goes next)
+    accepted: list[tuple[int, PreparedSubmission, FormTarget, str | None]] = []
     for key, item in batch:
         form = forms.get(key)
         if form is None:
@@ -153,24 +179,23 @@ def store_submissions(
         elif not form.enabled:
             results.append(FormDisabled())
         else:
-            accepted.append((len(results), item, form.id, item.next_url or form.redirect_url))
+            accepted.append((len(results), item, form, item.next_url or form.redirect_url))
             results.append(FormNotFound())  # placeholder, replaced once stored
     if not accepted:
         return results
 
     ids = session.scalars(
-        insert(_SUBMISSIONS).returning(_SUBMISSIONS.c.id, sort_by_parameter_order=True),
-        [_submission_row(form_id, item) for _, item, form_id, _ in accepted],
+        _INSERT_SUBMISSIONS, [_submission_row(form.id, item) for _, item, form, _ in accepted]
     ).all()
     deliveries: list[dict[str, object]] = []
-    for (index, item, form_id, next_url), submission_id in zip(accepted, ids, strict=True):
+    for (index, item, form, next_url), submission_id in zip(accepted, ids, strict=True):
         results[index] = StoredSubmission(submission_id, next_url)
         if item.spam_reason is None:
-            for n, to in enumerate(recipients.get(form_id, [])):
+            for n, to in enumerate(form.recipients):
                 cc = list(item.cc) if n == 0 else []
                 deliveries.append(_delivery_row(submission_id, to, cc))
     if deliveries:
-        session.execute(insert(_DELIVERIES), deliveries)
+        session.execute(_INSERT_DELIVERIES, deliveries)
     return results
 
 
