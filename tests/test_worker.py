@@ -8,6 +8,7 @@ killed worker, SIGTERM) is in test_worker_processes.py.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sqlite3
 import threading
 import time
@@ -19,8 +20,9 @@ from itertools import pairwise
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from formrelay import get_settings
@@ -360,6 +362,89 @@ def test_worker_does_not_start_a_message_whose_lease_ran_out_during_the_batch(
     ]
     assert statuses(new_worker().drain()) == ["sent", "sent"]
     assert [m["To"] for m in slow_backend.sent + outbox.sent] == [d.target for d in rows]
+
+
+# -- the database away ---------------------------------------------------------------------
+class Outage:
+    """Makes the next `commits` COMMITs on the engine fail as a database going away would."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+        self.failed = 0
+
+    def __call__(self, connection: object) -> None:
+        if self.commits:
+            self.commits -= 1
+            self.failed += 1
+            raise OperationalError("COMMIT", {}, ConnectionError("server closed the connection"))
+
+
+@pytest.fixture
+def outage(app: Flask) -> Iterator[Outage]:
+    outage = Outage()
+    event.listen(db.engine, "commit", outage)
+    yield outage
+    event.remove(db.engine, "commit", outage)
+
+
+def test_an_outcome_the_database_could_not_take_is_recorded_once_it_is_back(
+    client, new_worker, clock, outage, caplog
+):
+    submit(client, make_form(db.session))
+    # The mail server takes the message; then the database is away for two commits.
+    backend = InterruptedBackend(lambda: setattr(outage, "commits", 2))
+
+    assert statuses(new_worker(backend).run_once()) == ["sent"]
+
+    (d,) = deliveries()
+    assert (d.status, d.attempts, d.lease_expires_at) == ("sent", 1, None)
+    assert len(backend.sent) == 1 and outage.failed == 2
+    assert new_worker().run_once() == []  # nothing left to send twice
+    retries = [r.message for r in caplog.records if "recording its outcome failed" in r.message]
+    assert len(retries) == 2 and "server closed the connection" in retries[0]
+
+
+def test_an_outcome_still_unrecorded_when_the_lease_ends_is_left_to_the_lease(
+    client, new_worker, clock, outage
+):
+    submit(client, make_form(db.session))
+    backend = InterruptedBackend(lambda: setattr(outage, "commits", 1000))
+    started = time.monotonic()
+
+    with pytest.raises(OperationalError):
+        new_worker(backend, lease_seconds=2).run_once()
+
+    # Given up a margin before the lease ends, when another worker may take the row over.
+    assert time.monotonic() - started < 2
+    outage.commits = 0
+    (d,) = deliveries()
+    assert (d.status, d.attempts) == ("sending", 1)
+
+
+def test_a_worker_says_once_in_full_that_its_database_is_away_then_a_line_per_poll(
+    new_worker, running, caplog, monkeypatch
+):
+    caplog.set_level(logging.INFO, logger="formrelay.worker")
+    worker = new_worker(worker_poll_seconds=0.01)
+    failing = [True]
+
+    def run_once() -> list[Outcome]:
+        if failing[0]:
+            raise OperationalError("SELECT", {}, ConnectionError("connection refused"))
+        return []
+
+    monkeypatch.setattr(worker, "run_once", run_once)
+    running(worker)
+    wait_until(lambda: len(caplog.records) >= 4)
+    failing[0] = False
+    wait_until(lambda: any("recovered" in r.message for r in caplog.records))
+
+    failures = [r for r in caplog.records if "iteration failed" in r.message]
+    assert failures[0].exc_info is not None  # the traceback, once
+    assert all(r.exc_info is None for r in failures[1:])
+    assert "(2 in a row): OperationalError: (builtins.ConnectionError) connection refused" in (
+        failures[1].message
+    )
 
 
 # -- stopping and idling -------------------------------------------------------------------

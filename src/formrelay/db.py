@@ -10,9 +10,15 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from .settings import Settings
+
+# Failures of the database itself (down, restarting, disk full, locked, no connection in the
+# pool), as opposed to a statement it refused.
+DATABASE_AWAY = (OperationalError, InterfaceError, PoolTimeoutError)
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:

@@ -15,11 +15,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .db import begin_write
+from .db import DATABASE_AWAY, begin_write
 from .services.submissions import (
     PreparedSubmission,
     StoredSubmission,
@@ -28,9 +27,6 @@ from .services.submissions import (
 )
 
 log = logging.getLogger("formrelay.ingest")
-# Failures of the database itself (down, restarting, disk full, locked, no connection in the
-# pool), which retrying the same batch one by one would only repeat.
-DATABASE_AWAY = (OperationalError, InterfaceError, SQLAlchemyTimeoutError)
 
 
 class StorageUnavailable(Exception):
@@ -116,7 +112,8 @@ class GroupCommit:
         except SQLAlchemyError as exc:
             if len(batch) > 1 and not isinstance(exc, DATABASE_AWAY):
                 # The database refused a statement, most likely for one submission's data:
-                # that one must not take down the others that arrived with it.
+                # that one must not take down the others that arrived with it. (A failure
+                # of the database itself, one by one, would only fail each again.)
                 log.warning("storing %d submissions failed, now one by one: %s", len(batch), exc)
                 for item in batch:
                     self._commit([item])

@@ -22,7 +22,7 @@ from typing import cast
 from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from .db import begin_write
+from .db import DATABASE_AWAY, begin_write
 from .delivery import DeliveryFailed, MailBackend, mail_backend
 from .delivery.message import build_notification
 from .models import Delivery, DeliveryStatus, Submission, utcnow
@@ -31,6 +31,8 @@ from .settings import Settings
 log = logging.getLogger("formrelay.worker")
 
 S = DeliveryStatus
+# Recording stops trying this long before the lease ends, when another worker may take over.
+LEASE_MARGIN = 1.0
 # Core, not ORM, statements for the outbox's bookkeeping: the ORM's bulk UPDATE path took
 # more of a worker's time per message than building the message did.
 _DELIVERIES = cast(Table, Delivery.__table__)
@@ -155,13 +157,26 @@ class Worker:
     def run(self) -> None:
         """Work until stop() (or SIGTERM, see install_signal_handlers)."""
         log.info("worker started (backend %s)", self.settings.mail_backend)
+        failures = 0  # polls failed in a row
         try:
             while not self.stop_event.is_set():
                 try:
                     done = self.run_once()
-                except Exception:  # the database is away, say; keep the worker alive
-                    log.exception("worker iteration failed; retrying shortly")
+                except Exception as exc:  # the database is away, say; keep the worker alive
+                    failures += 1
                     done = []
+                    if failures == 1:  # the whole story once, then a line per poll
+                        log.exception("worker iteration failed; retrying shortly")
+                    else:
+                        log.warning(
+                            "worker iteration failed again (%d in a row): %s",
+                            failures,
+                            _one_line(exc),
+                        )
+                else:
+                    if failures:
+                        log.info("worker recovered after %d failed iterations", failures)
+                    failures = 0
                 if not done:
                     self._close_backend()  # do not hold an idle SMTP connection
                     self.wake_event.wait(self.settings.worker_poll_seconds)
@@ -261,7 +276,42 @@ class Worker:
         except Exception as exc:  # a bug of ours: keep the row, say what happened, retry later
             log.exception("delivery %s: unexpected error", delivery.id)
             error = DeliveryFailed(f"internal error: {exc!r}", retryable=True)
-        return self._record(session, delivery.id, lease, delivery.attempts, error, provider_id)
+        return self._record_while_leased(
+            session, delivery.id, lease, delivery.attempts, error, provider_id
+        )
+
+    def _record_while_leased(
+        self,
+        session: Session,
+        delivery_id: int,
+        lease: datetime,
+        attempts: int,
+        error: DeliveryFailed | None,
+        provider_id: str | None,
+    ) -> Outcome:
+        """Record the outcome, trying again while the database is away and the lease lasts.
+
+        The message has been handed over (or refused) by now: an outcome left unrecorded
+        means the row is sent again once its lease runs out, a duplicate for the recipient.
+        """
+        # Measured on the monotonic clock, as the time actually left to this worker.
+        deadline = time.monotonic() + (lease - self.clock()).total_seconds() - LEASE_MARGIN
+        pause = 0.1
+        while True:
+            try:
+                return self._record(session, delivery_id, lease, attempts, error, provider_id)
+            except DATABASE_AWAY as exc:
+                session.rollback()
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning(
+                    "delivery %s: recording its outcome failed, trying again in %.1f s: %s",
+                    delivery_id,
+                    pause,
+                    _one_line(exc),
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def _record(
         self,
@@ -342,3 +392,9 @@ class Worker:
                 backend.close()
             except Exception:
                 log.exception("closing the mail backend failed")
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's first line, for a log line (a database error runs to many)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
