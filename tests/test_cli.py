@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,10 +15,13 @@ import pytest
 from click.testing import Result
 from flask.cli import ScriptInfo
 from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
 
 from formrelay.cli import cli
+from formrelay.db import begin_write
 from formrelay.extensions import db
 from formrelay.models import Form, Recipient, User
+from formrelay.services import accounts
 
 from .conftest import BASE_URL
 
@@ -290,3 +294,21 @@ def test_db_upgrade_creates_the_tables_in_an_empty_sqlite_file(tmp_path):
         "deliveries",
     }
     assert roles == ["admin", "member"]
+
+
+def test_a_command_that_reads_then_writes_waits_for_another_writer_rather_than_failing(
+    formrelay,
+):
+    # Another process (a web worker storing a submission, say) writes while the command runs.
+    other = sessionmaker(bind=db.engine)()
+    begin_write(other)
+    accounts.create_user(other, "member@example.com")
+    finishes = threading.Timer(0.3, other.commit)
+    finishes.start()
+
+    result = formrelay("form", "create", "--name", "Contact", "--to", "owner@example.com")
+
+    finishes.join()
+    other.close()
+    assert result.exit_code == 0, result.output
+    assert sorted(users()) == [("member@example.com", False), ("owner@example.com", True)]

@@ -14,6 +14,7 @@ from flask.cli import FlaskGroup, NoAppException, ScriptInfo, with_appcontext
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import create_app
+from .db import begin_write
 from .delivery import DeliveryFailed, mail_backend
 from .delivery.message import build_test_message
 from .extensions import db
@@ -67,6 +68,15 @@ def _settings() -> Settings:
 def _session() -> Session:
     """The current app context's session, as the domain functions take it."""
     return db.session()
+
+
+def _writing() -> Session:
+    """The session, in a write transaction from the start: these commands read, then write,
+    and on SQLite a read transaction cannot become a writer once another process has written
+    (see db.begin_write)."""
+    session = _session()
+    begin_write(session)
+    return session
 
 
 def _fail(exc: DomainError) -> click.ClickException:
@@ -145,7 +155,7 @@ def user() -> None:
 def user_create(email: str, admin: bool) -> None:
     """Create a user."""
     try:
-        created = accounts.create_user(_session(), email, admin=admin)
+        created = accounts.create_user(_writing(), email, admin=admin)
     except DomainError as exc:
         raise _fail(exc) from None
     db.session.commit()
@@ -182,6 +192,7 @@ def form_create(
     owner_email: str | None,
 ) -> None:
     """Create a form; its endpoint URL is the last line printed."""
+    _writing()
     try:
         owner = _owner(owner_email, default_email=recipients[0])
         created = forms.create_form(
@@ -245,7 +256,7 @@ def form_demo() -> None:
     """Create the demo form once, then print its URL and a paste-ready HTML snippet."""
     from sqlalchemy import select
 
-    demo = db.session.scalar(select(Form).where(Form.name == DEMO_FORM_NAME).limit(1))
+    demo = _writing().scalar(select(Form).where(Form.name == DEMO_FORM_NAME).limit(1))
     if demo is None:
         owner = _owner(None, default_email=DEMO_RECIPIENT)
         demo = forms.create_form(
