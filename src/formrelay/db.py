@@ -68,6 +68,11 @@ def begin_write(session: Session) -> None:
         raise
 
 
+def locks_whole_database(session: Session) -> bool:
+    """Whether a writer locks the whole database (SQLite) rather than the rows it writes."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
 class WriterLock:
     """Queues this machine's SQLite writers in the kernel rather than in SQLite's busy loop.
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .db import DATABASE_AWAY, begin_write
+from .db import DATABASE_AWAY, begin_write, locks_whole_database
 from .services.submissions import (
     PreparedSubmission,
     StoredSubmission,
@@ -100,11 +100,16 @@ class GroupCommit:
     def _commit(self, batch: list[_Item]) -> None:
         try:
             with self.session_factory() as session:
-                # The forms are read before the write lock is taken: on SQLite the lock is
-                # the whole database's, and every statement under it delays all writers.
-                targets = load_targets(session, {i.key for i in batch})
-                session.commit()
-                begin_write(session)
+                keys = {i.key for i in batch}
+                if locks_whole_database(session):
+                    # SQLite: every statement under the write lock delays all writers, so the
+                    # forms are read before it is taken.
+                    targets = load_targets(session, keys)
+                    session.commit()
+                    begin_write(session)
+                else:  # one transaction, one connection: fewer round trips
+                    begin_write(session)
+                    targets = load_targets(session, keys)
                 results = store_submissions(session, [(i.key, i.prepared) for i in batch], targets)
                 session.commit()
             for item, result in zip(batch, results, strict=True):
