@@ -421,6 +421,27 @@ def test_an_outcome_still_unrecorded_when_the_lease_ends_is_left_to_the_lease(
     assert (d.status, d.attempts) == ("sending", 1)
 
 
+def test_a_worker_asked_to_stop_while_its_database_is_away_exits_at_once(
+    client, new_worker, outage
+):
+    submit(client, make_form(db.session))
+    workers: list[Worker] = []
+
+    def database_goes_away_and_sigterm_arrives() -> None:
+        outage.commits = 1000
+        workers[0].stop()
+
+    workers.append(new_worker(InterruptedBackend(database_goes_away_and_sigterm_arrives)))
+    started = time.monotonic()
+
+    workers[0].run()
+
+    assert time.monotonic() - started < 2  # not the lease's five minutes
+    outage.commits = 0
+    (d,) = deliveries()
+    assert (d.status, d.attempts) == ("sending", 1)  # the lease hands it on, as after a kill
+
+
 def test_a_worker_says_once_in_full_that_its_database_is_away_then_a_line_per_poll(
     new_worker, running, caplog, monkeypatch
 ):

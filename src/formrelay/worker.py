@@ -302,7 +302,9 @@ class Worker:
                 return self._record(session, delivery_id, lease, attempts, error, provider_id)
             except DATABASE_AWAY as exc:
                 session.rollback()
-                if time.monotonic() + pause > deadline:
+                # Asked to stop (SIGTERM), the worker exits rather than outstay the platform's
+                # grace period; the lease then hands the row on, as after a kill.
+                if self.stop_event.is_set() or time.monotonic() + pause > deadline:
                     raise
                 log.warning(
                     "delivery %s: recording its outcome failed, trying again in %.1f s: %s",
@@ -310,7 +312,7 @@ class Worker:
                     pause,
                     _one_line(exc),
                 )
-                time.sleep(pause)
+                self.stop_event.wait(pause)
                 pause = min(pause * 2, 5.0)
 
     def _record(
