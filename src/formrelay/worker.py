@@ -276,20 +276,19 @@ class Worker:
         except Exception as exc:  # a bug of ours: keep the row, say what happened, retry later
             log.exception("delivery %s: unexpected error", delivery.id)
             error = DeliveryFailed(f"internal error: {exc!r}", retryable=True)
-        return self._record_while_leased(
-            session, delivery.id, lease, delivery.attempts, error, provider_id
+        return self._while_leased(
+            session,
+            delivery.id,
+            lease,
+            lambda: self._record(
+                session, delivery.id, lease, delivery.attempts, error, provider_id
+            ),
         )
 
-    def _record_while_leased(
-        self,
-        session: Session,
-        delivery_id: int,
-        lease: datetime,
-        attempts: int,
-        error: DeliveryFailed | None,
-        provider_id: str | None,
+    def _while_leased(
+        self, session: Session, delivery_id: int, lease: datetime, record: Callable[[], Outcome]
     ) -> Outcome:
-        """Record the outcome, trying again while the database is away and the lease lasts.
+        """Record an outcome, trying again while the database is away and the lease lasts.
 
         The message has been handed over (or refused) by now: an outcome left unrecorded
         means the row is sent again once its lease runs out, a duplicate for the recipient.
@@ -299,7 +298,7 @@ class Worker:
         pause = 0.1
         while True:
             try:
-                return self._record(session, delivery_id, lease, attempts, error, provider_id)
+                return record()
             except DATABASE_AWAY as exc:
                 session.rollback()
                 # Asked to stop (SIGTERM), the worker exits rather than outstay the platform's
