@@ -9,7 +9,7 @@ from typing import cast
 from urllib.parse import urljoin, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from ..models import Delivery, DeliveryStatus, Form, Recipient, Submission, utcnow
@@ -27,13 +27,13 @@ _DELIVERIES = cast(Table, Delivery.__table__)
 _FORMS, _RECIPIENTS = cast(Table, Form.__table__), cast(Table, Recipient.__table__)
 # Built once: these run in every group commit, and building a statement costs more than
 # running it.
-_FORMS_BY_KEY = select(_FORMS.c.id, _FORMS.c.key, _FORMS.c.enabled, _FORMS.c.redirect_url).where(
-    _FORMS.c.key.in_(bindparam("keys", expanding=True))
-)
-_RECIPIENTS_OF = (
-    select(_RECIPIENTS.c.form_id, _RECIPIENTS.c.email)
-    .where(_RECIPIENTS.c.form_id.in_(bindparam("ids", expanding=True)), _RECIPIENTS.c.verified)
-    .order_by(_RECIPIENTS.c.id)
+# Each form with its verified recipients, in the order they were added: one row per
+# recipient, or one with a NULL email for a form that has none.
+_TARGETS = (
+    select(_FORMS.c.id, _FORMS.c.key, _FORMS.c.enabled, _FORMS.c.redirect_url, _RECIPIENTS.c.email)
+    .outerjoin(_RECIPIENTS, and_(_RECIPIENTS.c.form_id == _FORMS.c.id, _RECIPIENTS.c.verified))
+    .where(_FORMS.c.key.in_(bindparam("keys", expanding=True)))
+    .order_by(_FORMS.c.id, _RECIPIENTS.c.id)
 )
 _INSERT_SUBMISSIONS = insert(_SUBMISSIONS).returning(
     _SUBMISSIONS.c.id, sort_by_parameter_order=True
@@ -147,14 +147,15 @@ def load_targets(session: Session, keys: Iterable[str]) -> dict[str, FormTarget]
     # Core statements on the session's connection: the ORM's execute path costs more than
     # the statements themselves, which run in every group commit.
     connection = session.connection()
-    forms = connection.execute(_FORMS_BY_KEY, {"keys": list(set(keys))}).all()
-    recipients: dict[int, list[str]] = {}
-    if forms:
-        for form_id, email in connection.execute(_RECIPIENTS_OF, {"ids": [f.id for f in forms]}):
-            recipients.setdefault(form_id, []).append(email)
+    rows = connection.execute(_TARGETS, {"keys": list(set(keys))}).all()
+    recipients: dict[str, list[str]] = {}
+    for row in rows:
+        emails = recipients.setdefault(row.key, [])
+        if row.email is not None:
+            emails.append(row.email)
     return {
-        f.key: FormTarget(f.id, f.enabled, f.redirect_url, tuple(recipients.get(f.id, ())))
-        for f in forms
+        row.key: FormTarget(row.id, row.enabled, row.redirect_url, tuple(recipients[row.key]))
+        for row in rows
     }
 
 
