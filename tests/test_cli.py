@@ -267,6 +267,20 @@ def test_worker_once_sends_what_is_due_and_says_how_many(formrelay, client):
     assert formrelay("worker", "--once").output == "0 deliveries processed\n"
 
 
+def test_the_console_backend_prints_the_mail_as_a_person_reads_it(formrelay, client):
+    formrelay("form", "create", "--name", "Café", "--to", "team@example.org")
+    key = db.session.scalars(select(Form.key)).one()
+    client.post(f"/f/{key}", data={"name": "Zoë", "message": "Grüße", "_subject": "Frühling"})
+
+    lines = formrelay("worker", "--once").output.splitlines()
+
+    assert "Subject: Frühling" in lines
+    assert "To: team@example.org" in lines
+    assert lines[lines.index("name:") + 1] == "    Zoë"  # not quoted-printable
+    assert lines[lines.index("message:") + 1] == "    Grüße"
+    assert any(line.startswith("[text/html alternative, ") for line in lines)
+
+
 # -- db upgrade, for real ------------------------------------------------------------------
 def test_db_upgrade_creates_the_tables_in_an_empty_sqlite_file(tmp_path):
     database = tmp_path / "fresh.sqlite3"

@@ -1,9 +1,10 @@
-"""Development backend: print the whole message to standard output."""
+"""Development backend: print each message to standard output, as a person reads it."""
 
 from __future__ import annotations
 
 import sys
 import threading
+from email.header import decode_header, make_header
 from email.message import Message
 from typing import TextIO
 
@@ -18,7 +19,7 @@ class ConsoleBackend:
 
     def send(self, message: Message) -> SendResult:
         stream = self.stream or sys.stdout
-        text = message.as_string(policy=message.policy.clone(linesep="\n"))
+        text = readable(message)
         with _lock:  # keep concurrent messages from interleaving
             stream.write(f"{'-' * 30} formrelay: message {'-' * 30}\n{text}\n{'-' * 79}\n")
             stream.flush()
@@ -26,3 +27,27 @@ class ConsoleBackend:
 
     def close(self) -> None:
         pass
+
+
+def readable(message: Message) -> str:
+    """The headers, then the plain-text part decoded; other parts are named, not shown.
+
+    On the wire the text is quoted-printable ("Zo=C3=AB"); a developer wants to read it.
+    """
+    lines = [
+        f"{name}: {make_header(decode_header(str(value)))}"  # encoded words decoded
+        for name, value in message.items()
+        if name not in ("Content-Type", "Content-Transfer-Encoding")
+    ]
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        content_type = part.get_content_type()
+        if content_type == "text/plain":
+            charset = part.get_content_charset() or "utf-8"
+            lines += ["", payload.decode(charset, "replace").rstrip("\n")]
+        else:
+            lines += ["", f"[{content_type} alternative, {len(payload)} bytes]"]
+    return "\n".join(lines)
