@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import cast
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from .db import DATABASE_AWAY, begin_write
@@ -37,6 +37,28 @@ LEASE_MARGIN = 1.0
 # more of a worker's time per message than building the message did.
 _DELIVERIES = cast(Table, Delivery.__table__)
 _D = _DELIVERIES.c
+# Every outcome with one statement, built once. Only the lease holder records: a worker
+# whose lease ran out must not overwrite the row's new holder.
+_RECORD = (
+    update(_DELIVERIES)
+    .where(
+        _D.id == bindparam("b_id"),
+        _D.status == S.SENDING,
+        _D.lease_expires_at == bindparam("b_lease"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        sent_at=bindparam("b_sent_at"),
+        provider_message_id=bindparam("b_provider_id"),
+        last_error=bindparam("b_error"),
+        # A new time only for a retry; sent and dead rows keep theirs.
+        next_attempt_at=func.coalesce(
+            bindparam("b_next", type_=_D.next_attempt_at.type), _D.next_attempt_at
+        ),
+        lease_expires_at=None,
+        updated_at=bindparam("b_now"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -324,18 +346,23 @@ class Worker:
         provider_id: str | None,
     ) -> Outcome:
         now = self.clock()
-        begin_write(session)
-        values: dict[str, object] = {"lease_expires_at": None, "updated_at": now}
+        params: dict[str, object] = {
+            "b_id": delivery_id,
+            "b_lease": lease,
+            "b_now": now,
+            "b_sent_at": None,
+            "b_provider_id": None,
+            "b_error": None,
+            "b_next": None,
+        }
         if error is None:
-            values.update(
-                status=S.SENT, sent_at=now, provider_message_id=provider_id, last_error=None
-            )
+            params.update(b_status=S.SENT, b_sent_at=now, b_provider_id=provider_id)
         elif error.retryable and attempts < self.settings.max_attempts:
             delay = retry_delay(attempts, self.settings)
-            values.update(
-                status=S.FAILED,
-                next_attempt_at=now + timedelta(seconds=delay),
-                last_error=str(error)[:4000],
+            params.update(
+                b_status=S.FAILED,
+                b_next=now + timedelta(seconds=delay),
+                b_error=str(error)[:4000],
             )
         else:
             reason = (
@@ -343,20 +370,12 @@ class Worker:
                 if not error.retryable
                 else (f"gave up after {attempts} attempts: {error}")
             )
-            values.update(status=S.DEAD, last_error=reason[:4000])
-        # Only the lease holder records: a worker whose lease ran out must not overwrite.
-        result = session.execute(
-            update(_DELIVERIES)
-            .where(
-                _D.id == delivery_id,
-                _D.status == S.SENDING,
-                _D.lease_expires_at == lease,
-            )
-            .values(**values)
-        )
+            params.update(b_status=S.DEAD, b_error=reason[:4000])
+        begin_write(session)
+        result = session.connection().execute(_RECORD, params)
         session.commit()
-        status = str(values["status"])
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        status = str(params["b_status"])
+        if result.rowcount != 1:
             log.warning("delivery %s: lease lost before recording %s", delivery_id, status)
         log.info("delivery %s: %s%s", delivery_id, status, f" ({error})" if error else "")
         return Outcome(delivery_id, status, str(error) if error else None)

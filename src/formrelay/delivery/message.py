@@ -8,6 +8,7 @@ message; this takes about 0.35 ms for the same bytes on the wire.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from email.charset import QP, Charset
 from email.header import Header
@@ -127,7 +128,10 @@ def build_notification(delivery: Delivery, settings: Settings) -> Message:
     text = env.get_template("notifications/submission.txt").render(context)
     html = env.get_template("notifications/submission.html").render(context)
     msg["MIME-Version"] = "1.0"
-    msg["Content-Type"] = "multipart/alternative"  # the boundary is chosen on output
+    msg["Content-Type"] = "multipart/alternative"
+    # Quoted-printable writes every "=" as "=3D", so no line of either part can start with
+    # "=_": the generator need not search both parts for a boundary that does not occur.
+    msg.set_boundary(f"=_formrelay_{secrets.token_hex(12)}")
     msg.attach(_text_part(text, "plain"))
     msg.attach(_text_part(html, "html"))
     return msg
