@@ -1,5 +1,9 @@
 """The app factory's own parts."""
 
+import os
+import subprocess
+import sys
+
 from flask import Flask, session
 
 
@@ -20,3 +24,21 @@ def test_a_session_set_in_one_request_is_read_in_the_next(app: Flask) -> None:
 def test_a_request_without_a_session_cookie_sets_none(app: Flask) -> None:
     response = app.test_client().get("/")
     assert "Set-Cookie" not in response.headers
+
+
+def test_the_production_web_app_leaves_the_migration_tooling_out(tmp_path) -> None:
+    # Alembic costs each web worker 11 MB; `formrelay db upgrade` (the release phase) has it.
+    env = {
+        **os.environ,
+        "FORMRELAY_ENV": "production",
+        "SECRET_KEY": "x",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/formrelay.sqlite3",
+    }
+    code = (
+        "import sys, formrelay.wsgi; print(sorted({'alembic', 'flask_migrate'} & set(sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+    assert loaded.strip() == "[]"

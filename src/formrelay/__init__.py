@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import db as _db_events  # noqa: F401  (registers the engine event listeners)
 from .db import engine_options
-from .extensions import cors, db, migrate
+from .extensions import cors, db
 from .ingest import GroupCommit
 from .settings import Settings, load_settings
 
@@ -40,9 +40,9 @@ class CookieSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None, *, migrations: bool = True) -> Flask:
     """Build the app: settings (environment plus `config` overrides by field name), extensions,
-    blueprints."""
+    blueprints, and unless `migrations` is false the `db` commands (Flask-Migrate)."""
     settings = load_settings(overrides=config)
     app = Flask(__name__, instance_path=str(settings.instance_path))
     app.session_interface = CookieSessions()
@@ -59,7 +59,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     with app.app_context():
         app.extensions["formrelay.ingest"] = GroupCommit(sessionmaker(bind=db.engine))
-    migrate.init_app(app, db, directory=MIGRATIONS_DIR)
+    if migrations:
+        from flask_migrate import Migrate  # with Alembic, 11 MB a web worker has no use for
+
+        Migrate(app, db, directory=MIGRATIONS_DIR)
     # Cross-origin posts are for the public endpoint only; nothing else answers other sites.
     public_cors = {
         "origins": "*",

@@ -10,7 +10,7 @@ from .settings import ConfigError
 # A .env in the working directory (where the server runs), for development; real env wins.
 load_dotenv(find_dotenv(usecwd=True))
 try:
-    app = create_app()
+    app = create_app(migrations=False)  # the Procfile's release phase migrates
 except ConfigError as exc:
     print(f"formrelay: configuration error: {exc}", file=sys.stderr)
     sys.exit(2)
