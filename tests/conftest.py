@@ -25,7 +25,7 @@ from formrelay.settings import normalize_database_url
 from formrelay.worker import Worker
 
 from .fakes import RecordingBackend
-from .mailserver import MailServer
+from .mailserver import MailServer, point_app_at
 
 BASE_URL = "http://forms.test"
 # Variables that would leak a developer's own configuration into the tests.
@@ -174,11 +174,5 @@ def smtp_server() -> Iterator[MailServer]:
 @pytest.fixture
 def smtp_config(app_config: dict[str, object], smtp_server: MailServer) -> dict[str, object]:
     """Point the test app's mail at `smtp_server` (use before `app`)."""
-    app_config.update(
-        mail_backend="smtp",
-        mail_server="127.0.0.1",
-        mail_port=smtp_server.port,
-        mail_default_sender="formrelay@forms.test",
-        mail_timeout=5.0,
-    )
+    point_app_at(app_config, smtp_server.port)
     return app_config

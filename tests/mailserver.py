@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 
@@ -50,10 +50,11 @@ class RecordingHandler:
 
 
 class MailServer:
-    """An aiosmtpd Controller on a free port; extra Controller kwargs pass through."""
+    """An aiosmtpd Controller on a free port, with `handler` (a RecordingHandler by default);
+    extra Controller kwargs pass through. Usable as a context manager."""
 
-    def __init__(self, **controller_kwargs: Any) -> None:
-        self.handler = RecordingHandler()
+    def __init__(self, handler: RecordingHandler | None = None, **controller_kwargs: Any) -> None:
+        self.handler = handler or RecordingHandler()
         self.port = free_port()
         self.controller = Controller(
             self.handler, hostname="127.0.0.1", port=self.port, **controller_kwargs
@@ -69,3 +70,25 @@ class MailServer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+SENDER = "formrelay@forms.test"
+
+
+def point_app_at(app_config: dict[str, object], port: int, **settings: object) -> None:
+    """Send the test app's mail to the SMTP server on `port` (use before `app`)."""
+    app_config.update(
+        mail_backend="smtp",
+        mail_server="127.0.0.1",
+        mail_port=port,
+        mail_default_sender=SENDER,
+        mail_timeout=5.0,
+        **settings,
+    )

@@ -58,8 +58,7 @@ class ObservedHandler(RecordingHandler):
 
 class ObservedMailServer(MailServer):
     def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.handler = self.controller.handler = ObservedHandler(delay=delay)
+        super().__init__(ObservedHandler(delay=delay))
 
     def message_ids(self) -> list[str]:
         with self.handler.lock:

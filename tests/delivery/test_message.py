@@ -12,7 +12,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
@@ -22,9 +21,8 @@ from formrelay.extensions import db
 from formrelay.models import Delivery, Form, Submission
 
 from ..factories import make_form
-from ..mailserver import MailServer, Received, RecordingHandler, free_port
+from ..mailserver import SENDER, MailServer, Received, RecordingHandler, point_app_at
 
-SENDER = "formrelay@forms.test"
 OWNER = "owner@example.com"
 SPECIAL_FIELDS = ("_replyto", "_subject", "_next", "_cc", "_gotcha")
 
@@ -223,19 +221,9 @@ class KeepsThenRefusesHandler(RecordingHandler):
 @pytest.fixture
 def flaky_server(app_config: dict[str, object]) -> Iterator[KeepsThenRefusesHandler]:
     handler = KeepsThenRefusesHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    app_config.update(
-        mail_backend="smtp",
-        mail_server="127.0.0.1",
-        mail_port=port,
-        mail_default_sender=SENDER,
-        mail_timeout=5.0,
-        retry_base_seconds=0,  # due again at once
-    )
-    yield handler
-    controller.stop()
+    with MailServer(handler) as server:
+        point_app_at(app_config, server.port, retry_base_seconds=0)  # due again at once
+        yield handler
 
 
 def test_a_retried_delivery_keeps_its_message_id(

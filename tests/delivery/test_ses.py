@@ -24,9 +24,8 @@ from formrelay.models import Delivery, Form, utcnow
 from formrelay.settings import load_settings
 
 from ..factories import make_form
-from ..mailserver import free_port
+from ..mailserver import SENDER, free_port
 
-SENDER = "formrelay@forms.test"
 OWNER = "owner@example.com"
 REGION = "us-east-1"
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,9 +31,8 @@ from formrelay.models import Delivery, Form, utcnow
 from formrelay.worker import Outcome, Worker
 
 from ..factories import make_form
-from ..mailserver import Received, RecordingHandler, free_port
+from ..mailserver import SENDER, MailServer, RecordingHandler, free_port, point_app_at
 
-SENDER = "formrelay@forms.test"
 OWNER = "owner@example.com"
 LOGIN, PASSWORD = "formrelay", "correct horse battery staple"
 
@@ -86,39 +84,16 @@ class Handler(RecordingHandler):
         return AuthResult(success=valid, handled=False)  # unhandled: aiosmtpd answers 535
 
 
-class SMTPServer:
-    """aiosmtpd on a free port of 127.0.0.1; keyword arguments go to its Controller."""
+class SMTPServer(MailServer):
+    """MailServer with the Handler above; keyword arguments go to its Controller."""
+
+    handler: Handler
 
     def __init__(self, **controller_kwargs: Any) -> None:
-        self.handler = Handler()
-        self.port = free_port()
+        handler = Handler()
         if "authenticator" in controller_kwargs:
-            controller_kwargs["authenticator"] = self.handler.authenticate
-        self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, **controller_kwargs
-        )
-
-    @property
-    def received(self) -> list[Received]:
-        return self.handler.received
-
-    def __enter__(self) -> SMTPServer:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
-
-
-def point_app_at(app_config: dict[str, object], port: int, **settings: object) -> None:
-    app_config.update(
-        mail_backend="smtp",
-        mail_server="127.0.0.1",
-        mail_port=port,
-        mail_default_sender=SENDER,
-        mail_timeout=5.0,
-        **settings,
-    )
+            controller_kwargs["authenticator"] = handler.authenticate
+        super().__init__(handler, **controller_kwargs)
 
 
 # -- certificates --------------------------------------------------------------------------
