@@ -22,7 +22,7 @@ from typing import cast
 from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from .db import DATABASE_AWAY, begin_write
+from .db import DATABASE_AWAY, begin_write, locks_whole_database
 from .delivery import DeliveryFailed, MailBackend, mail_backend
 from .delivery.message import build_notification
 from .models import Delivery, DeliveryStatus, Submission, utcnow
@@ -95,7 +95,7 @@ def claim_due_deliveries(
         and_(_D.status == S.SENDING, _D.lease_expires_at <= now),
     )
     candidates = select(_D.id).where(due).order_by(_D.next_attempt_at).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
+    if not locks_whole_database(session):  # PostgreSQL: workers skip each other's rows
         candidates = candidates.with_for_update(skip_locked=True)
     else:
         # SQLite has one write lock for the whole database, and a transaction that has read
