@@ -450,7 +450,8 @@ def enqueue(db: Database, workdir: Path, n: int, mail: MailSink) -> Stack:
     code = f"""
 from formrelay import create_app
 from formrelay.extensions import db
-from formrelay.services.submissions import SubmissionMeta, prepare_submission, store_submissions
+from formrelay.services.outbox import store_submissions
+from formrelay.services.submissions import SubmissionMeta, prepare_submission
 app = create_app()
 with app.app_context():
     item = prepare_submission([("name", "Ann"), ("email", "ann@example.org"),

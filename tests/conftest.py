@@ -19,10 +19,9 @@ from sqlalchemy import create_engine, text
 from werkzeug.test import TestResponse
 
 from formrelay import create_app
-from formrelay.cli import make_worker
 from formrelay.extensions import db
 from formrelay.settings import normalize_database_url
-from formrelay.worker import Worker
+from formrelay.worker import Worker, make_worker
 
 from .fakes import RecordingBackend
 from .mailserver import MailServer, point_app_at
@@ -68,7 +67,7 @@ class PostgresDatabases:
     """Migrates TEST_DATABASE_URL once per run and empties its tables before each test."""
 
     name = "postgresql"
-    TABLES = "deliveries, submissions, recipients, forms, users, roles"
+    TABLES = "workers, deliveries, submissions, recipients, forms, users, roles"
 
     def __init__(self, url: str, root: Path) -> None:
         self.url = normalize_database_url(url, root)
@@ -159,7 +158,7 @@ def outbox() -> RecordingBackend:
 def worker(app: Flask, outbox: RecordingBackend) -> Worker:
     """A worker sending into `outbox`."""
     w = make_worker(app)
-    w.backend_factory = lambda settings: outbox
+    w.sender.backend_factory = lambda channel, settings: outbox
     return w
 
 

@@ -306,6 +306,7 @@ def test_db_upgrade_creates_the_tables_in_an_empty_sqlite_file(tmp_path):
         "recipients",
         "submissions",
         "deliveries",
+        "workers",
     }
     assert roles == ["admin", "member"]
 

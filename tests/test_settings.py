@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from formrelay.settings import FIELD_TO_VAR, ConfigError, Settings, load_settings
+from formrelay.settings import FIELD_TO_VAR, ConfigError, Settings, load_settings, prepare_instance
 
 FORMRELAY = str(Path(sys.executable).parent / "formrelay")
 
@@ -21,13 +21,18 @@ def settings(tmp_path: Path, **environ: str) -> Settings:
     return load_settings({"FORMRELAY_INSTANCE_PATH": str(tmp_path / "instance"), **environ})
 
 
+def prepared(tmp_path: Path, **environ: str) -> Settings:
+    """Those settings after the app factory has made what running needs on disk."""
+    return prepare_instance(settings(tmp_path, **environ))
+
+
 def test_defaults_need_no_configuration(tmp_path):
     instance = tmp_path / "instance"
     assert settings(tmp_path).masked() == {
         "FORMRELAY_ENV": "development",
         "FORMRELAY_INSTANCE_PATH": str(instance),
         "DATABASE_URL": f"sqlite:///{instance}/formrelay.sqlite3",
-        "SECRET_KEY": "********",
+        "SECRET_KEY": f"(unset: development key in {instance}/secret_key)",
         "FORMRELAY_BASE_URL": "http://127.0.0.1:5000",
         "MAIL_BACKEND": "console",
         "MAIL_DEFAULT_SENDER": "formrelay@localhost",
@@ -52,6 +57,8 @@ def test_defaults_need_no_configuration(tmp_path):
         "FORMRELAY_SEND_RATE": "0.0",
         "FORMRELAY_WORKER_POLL_SECONDS": "1.0",
         "FORMRELAY_LEASE_SECONDS": "300",
+        "FORMRELAY_WORKER_HEARTBEAT_SECONDS": "5.0",
+        "FORMRELAY_WORKER_GRACE_SECONDS": "15.0",
         "FORMRELAY_RETRY_BASE_SECONDS": "30.0",
         "FORMRELAY_RETRY_MAX_DELAY_SECONDS": "21600.0",
         "FORMRELAY_MAX_ATTEMPTS": "13",
@@ -110,30 +117,36 @@ def test_production_uses_the_given_secret_key_and_writes_no_key_file(tmp_path):
     assert not (tmp_path / "instance" / "secret_key").exists()
 
 
+def test_loading_settings_writes_nothing(tmp_path):
+    settings(tmp_path)
+    settings(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'data' / 'forms.db'}")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_folder_of_a_sqlite_database_is_created(tmp_path):
     # SQLite makes its file but not the folder; production has no key file to make it either.
-    settings(tmp_path, FORMRELAY_ENV="production", SECRET_KEY="k")
+    prepared(tmp_path, FORMRELAY_ENV="production", SECRET_KEY="k")
     assert (tmp_path / "instance").is_dir()
-    settings(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'data' / 'forms.db'}")
+    prepared(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'data' / 'forms.db'}")
     assert (tmp_path / "data").is_dir()
 
 
 def test_a_sqlite_folder_that_cannot_be_made_is_a_config_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError) as refused:
-        settings(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'file' / 'forms.db'}")
+        prepared(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'file' / 'forms.db'}")
     assert str(refused.value).startswith(
         "DATABASE_URL names a folder for the SQLite database that cannot be created"
     )
 
 
 def test_development_secret_key_is_generated_once_and_kept_private(tmp_path):
-    first = settings(tmp_path).secret_key
+    first = prepared(tmp_path).secret_key
     key_file = tmp_path / "instance" / "secret_key"
     assert re.fullmatch(r"[0-9a-f]{64}", first)
     assert key_file.read_text() == first + "\n"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert settings(tmp_path).secret_key == first
+    assert prepared(tmp_path).secret_key == first
     assert sorted(p.name for p in key_file.parent.iterdir()) == ["secret_key"]
 
 
@@ -141,7 +154,14 @@ def test_an_instance_folder_that_cannot_hold_the_key_is_a_config_error(tmp_path)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(ConfigError) as refused:
-        load_settings({"FORMRELAY_INSTANCE_PATH": str(blocker / "instance")})
+        prepare_instance(
+            load_settings(
+                {
+                    "FORMRELAY_INSTANCE_PATH": str(blocker / "instance"),
+                    "DATABASE_URL": "postgresql://formrelay@db.example/formrelay",
+                }
+            )
+        )
     assert str(refused.value) == (
         "SECRET_KEY is unset and the development key cannot be kept under "
         f"FORMRELAY_INSTANCE_PATH ({blocker / 'instance'}): Not a directory"
@@ -319,6 +339,15 @@ def test_a_bad_setting_stops_the_command_with_one_line_and_status_2(tmp_path, co
     )
 
 
+def test_config_check_creates_no_file_or_folder(tmp_path):
+    result = run_formrelay(tmp_path, "config", "check")
+    assert result.returncode == 0, result.stderr
+    assert printed_settings(result.stdout)["SECRET_KEY"] == (
+        f"(unset: development key in {tmp_path / 'instance' / 'secret_key'})"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_config_check_prints_every_effective_setting_with_secrets_masked(tmp_path):
     result = run_formrelay(
         tmp_path,
@@ -362,7 +391,8 @@ def test_the_wsgi_module_reads_dotenv_from_the_working_directory(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(
         "from formrelay.wsgi import app\n"
-        "print(app.config['FORMRELAY_SETTINGS'].mail_subject_prefix)\n"
+        "from formrelay.settings import get_settings\n"
+        "print(get_settings(app).mail_subject_prefix)\n"
     )
     env = {**os.environ, "FORMRELAY_INSTANCE_PATH": str(tmp_path / "instance")}
     result = subprocess.run(

@@ -17,7 +17,7 @@ def test_urlencoded_post_is_stored_and_delivered(client, worker, outbox):
 
 
 def test_smtp_server_receives_the_notification(smtp_config, app, client):
-    from formrelay.cli import make_worker
+    from formrelay.worker import make_worker
 
     from .mailserver import MailServer  # noqa: F401
 

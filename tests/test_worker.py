@@ -25,11 +25,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from formrelay import get_settings
-from formrelay.delivery import DeliveryFailed, MailBackend, SendResult
+from formrelay.delivery import Backend, DeliveryFailed, SendResult
 from formrelay.extensions import db
 from formrelay.models import Delivery, Form, Submission, utcnow
-from formrelay.settings import Settings
+from formrelay.settings import Settings, get_settings
 from formrelay.worker import Outcome, Pacer, Worker, retry_delay
 
 from .factories import make_form
@@ -61,12 +60,12 @@ NewWorker = Callable[..., Worker]
 def new_worker(app: Flask, outbox: RecordingBackend, clock: Clock) -> NewWorker:
     """Build a worker on the test database: `new_worker(backend=outbox, **settings)`."""
 
-    def build(backend: MailBackend | None = None, **settings: object) -> Worker:
+    def build(backend: Backend | None = None, **settings: object) -> Worker:
         chosen = outbox if backend is None else backend
         return Worker(
             sessionmaker(bind=db.engine, expire_on_commit=False),
             dataclasses.replace(get_settings(app), **settings),  # type: ignore[arg-type]
-            backend_factory=lambda _: chosen,
+            backend_factory=lambda channel, settings: chosen,
             clock=clock,
         )
 

@@ -26,10 +26,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from formrelay import get_settings
 from formrelay.delivery.message import message_id
 from formrelay.extensions import db
 from formrelay.models import Delivery, Form, utcnow
+from formrelay.settings import get_settings
 
 from .conftest import BASE_URL
 from .factories import make_form
@@ -119,7 +119,7 @@ class WorkerProcess:
 @pytest.fixture
 def workers(database_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start `formrelay worker` processes on the test database:
-    `workers(smtp_port, *args, FORMRELAY_LEASE_SECONDS="2", ...)`. All are killed afterwards."""
+    `workers(smtp_port, *args, FORMRELAY_WORKER_BATCH_SIZE="5", ...)`. All are killed afterwards."""
     started: list[WorkerProcess] = []
 
     def start(smtp_port: int, *args: str, **environment: str) -> WorkerProcess:
@@ -227,8 +227,7 @@ def test_two_workers_and_the_web_app_share_a_sqlite_database(
     first.wait_started()
     second.wait_started()
 
-    # The factory reads, then writes without begin_write(): that works only because idle
-    # workers leave SQLite's write lock alone.
+    # The workers beat (write) while the factory reads, then writes: it begins as a writer.
     make_form(db.session, recipients=("a@example.com", "b@example.com"))
     submit_many(client, 30)  # while the workers send
     wait_until(all_sent(60), 30, lambda: f"{status_counts()}")
@@ -247,7 +246,12 @@ def test_two_workers_and_the_web_app_share_a_sqlite_database(
 def test_worker_killed_mid_batch_loses_nothing(app, client, mail_server, workers):
     batch_size = 10
     smtp = mail_server(delay=0.05)
-    settings = {"FORMRELAY_WORKER_BATCH_SIZE": str(batch_size), "FORMRELAY_LEASE_SECONDS": "2"}
+    # A killed worker's rows come back once it has missed its beats for 1.5 s.
+    settings = {
+        "FORMRELAY_WORKER_BATCH_SIZE": str(batch_size),
+        "FORMRELAY_WORKER_HEARTBEAT_SECONDS": "0.5",
+        "FORMRELAY_WORKER_GRACE_SECONDS": "1.5",
+    }
     make_form(db.session, recipients=("a@example.com", "b@example.com"))
     submit_many(client, 20)
 

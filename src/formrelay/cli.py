@@ -7,23 +7,26 @@ import logging
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, NoAppException, ScriptInfo, with_appcontext
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from . import create_app
 from .db import begin_write
-from .delivery import DeliveryFailed, mail_backend
+from .delivery import DeliveryFailed, create_backend
 from .delivery.message import build_test_message
 from .extensions import db
-from .models import Form, User
+from .ingest import group_commit
+from .models import Form, User, utcnow
 from .services import accounts, forms
+from .services.addresses import normalize_email
 from .services.errors import DomainError
-from .services.submissions import normalize_email
-from .settings import ConfigError, Settings, load_settings
-from .worker import Worker
+from .services.workers import outbox_status
+from .settings import ConfigError, get_settings, load_settings
+from .worker import make_worker
 
 DEMO_FORM_NAME = "Demo form"
 DEMO_RECIPIENT = "you@example.com"
@@ -60,11 +63,6 @@ def main() -> None:
         sys.exit(2)
 
 
-def _settings() -> Settings:
-    value: Settings = current_app.config["FORMRELAY_SETTINGS"]
-    return value
-
-
 def _session() -> Session:
     """The current app context's session, as the domain functions take it."""
     return db.session()
@@ -82,15 +80,6 @@ def _writing() -> Session:
 def _fail(exc: DomainError) -> click.ClickException:
     db.session.rollback()
     return click.ClickException(exc.message)
-
-
-def make_worker(app: Flask) -> Worker:
-    """A worker bound to the app's database engine and mail backend."""
-    with app.app_context():
-        engine = db.engine
-    return Worker(
-        sessionmaker(bind=engine, expire_on_commit=False), app.config["FORMRELAY_SETTINGS"]
-    )
 
 
 def _configure_logging() -> None:
@@ -111,10 +100,10 @@ def serve(host: str, port: int) -> None:
     _configure_logging()
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     worker = make_worker(app)
-    app.extensions["formrelay.worker"] = worker
+    group_commit(app).after_commit(worker.wake)  # deliver now rather than at the next poll
     thread = threading.Thread(target=worker.run, name="formrelay-worker", daemon=True)
     thread.start()
-    public = _settings().base_url
+    public = get_settings().base_url
     click.echo(
         f"formrelay is serving http://{host}:{port}"
         + ("" if public == f"http://{host}:{port}" else f" (public URL {public})")
@@ -127,11 +116,18 @@ def serve(host: str, port: int) -> None:
         thread.join(timeout=30)
 
 
-@cli.command("worker")
+@cli.group("worker", invoke_without_command=True)
 @click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.pass_context
 @with_appcontext
-def worker_command(once: bool) -> None:
-    """Deliver pending submissions: claim, send, retry with backoff (SIGTERM stops cleanly)."""
+def worker_command(ctx: click.Context, once: bool) -> None:
+    """Deliver pending submissions: claim, send, retry with backoff (SIGTERM stops cleanly).
+
+    Without a subcommand, run a worker; `formrelay worker status` shows the workers."""
+    if ctx.invoked_subcommand is not None:
+        if once:
+            raise click.UsageError("--once runs a worker; it does not go with a subcommand")
+        return
     _configure_logging()
     worker = make_worker(current_app._get_current_object())  # type: ignore[attr-defined]
     if once:
@@ -140,6 +136,48 @@ def worker_command(once: bool) -> None:
         return
     worker.install_signal_handlers()
     worker.run()
+
+
+@worker_command.command("status")
+@with_appcontext
+def worker_status() -> None:
+    """Show the workers (alive or not, last beat) and what waits in the outbox.
+
+    Exits with status 1 when no worker is alive."""
+    settings = get_settings()
+    now = utcnow()
+    status = outbox_status(_session(), now=now, grace_seconds=settings.worker_grace_seconds)
+    db.session.rollback()
+    if not status.workers:
+        click.echo("No worker has registered: start one with `formrelay worker`.")
+    for w in status.workers:
+        state = "alive" if w.alive else "dead"
+        click.echo(
+            f"{state:5}  {w.id}  host {w.host} pid {w.pid}  started {_stamp(w.started_at)}  "
+            f"last beat {_ago(now - w.last_beat)} ago"
+        )
+    age = status.oldest_due_age(now)
+    click.echo(
+        f"{len(status.alive)} alive of {len(status.workers)} registered; deliveries due "
+        f"{status.due}, sending {status.sending}, retries scheduled {status.scheduled}; "
+        f"oldest due for {_ago(age) if age is not None else '-'}"
+    )
+    if not status.alive:
+        ctx = click.get_current_context()
+        ctx.exit(1)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = max(delta.total_seconds(), 0.0)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # -- users and forms -----------------------------------------------------------------------
@@ -272,7 +310,7 @@ def form_demo() -> None:
 
 
 def endpoint_url(f: Form) -> str:
-    return f"{_settings().base_url}/f/{f.key}"
+    return f"{get_settings().base_url}/f/{f.key}"
 
 
 def snippet(url: str) -> str:
@@ -293,12 +331,12 @@ def snippet(url: str) -> str:
 @with_appcontext
 def send_test_email(to: str) -> None:
     """Send one message through the configured mail backend, now."""
-    settings = _settings()
+    settings = get_settings()
     try:
         to = normalize_email(to, "--to")
     except DomainError:
         raise click.ClickException(f"{to!r} is not a valid e-mail address.") from None
-    backend = mail_backend(settings)
+    backend = create_backend("email", settings)
     try:
         result = backend.send(build_test_message(to, settings))
     except DeliveryFailed as exc:
@@ -316,7 +354,7 @@ def config_group() -> None:
     """Inspect configuration."""
 
 
-@config_group.command("check")
+@config_group.command("check", with_appcontext=False)
 def config_check() -> None:
     """Validate the settings and print every effective value, secrets masked."""
     settings = load_settings()  # raises ConfigError, reported by main()

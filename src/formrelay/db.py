@@ -8,17 +8,28 @@ import sqlite3
 import threading
 from typing import Any
 
+from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
+from .extensions import db
 from .settings import Settings
 
 # Failures of the database itself (down, restarting, disk full, locked, no connection in the
 # pool), as opposed to a statement it refused.
 DATABASE_AWAY = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Bind Flask-SQLAlchemy's `db` to the app's database."""
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings),
+    )
+    db.init_app(app)
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:

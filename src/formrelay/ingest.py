@@ -15,18 +15,29 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from .db import DATABASE_AWAY, begin_write, locks_whole_database
-from .services.submissions import (
-    PreparedSubmission,
-    StoredSubmission,
-    load_targets,
-    store_submissions,
-)
+from .extensions import db
+from .services.outbox import StoredSubmission, load_targets, store_submissions
+from .services.submissions import PreparedSubmission
 
 log = logging.getLogger("formrelay.ingest")
+_EXTENSION = "formrelay.ingest"
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its group commit, on the app's database engine."""
+    with app.app_context():
+        app.extensions[_EXTENSION] = GroupCommit(sessionmaker(bind=db.engine))
+
+
+def group_commit(app: Flask | None = None) -> GroupCommit:
+    """The GroupCommit of `app`, or of the current app."""
+    found: GroupCommit = (app or current_app).extensions[_EXTENSION]
+    return found
 
 
 class StorageUnavailable(Exception):
@@ -60,6 +71,12 @@ class GroupCommit:
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def after_commit(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (in the committer thread) after each batch that stored something:
+        `formrelay serve` wakes its in-process worker this way."""
+        self._listeners.append(listener)
 
     def accept(self, key: str, prepared: PreparedSubmission) -> StoredSubmission:
         """Store the submission for the form with this key and commit; blocks until durable.
@@ -114,6 +131,9 @@ class GroupCommit:
                 session.commit()
             for item, result in zip(batch, results, strict=True):
                 item.result = result
+            if any(isinstance(r, StoredSubmission) for r in results):
+                for listener in self._listeners:
+                    listener()
         except SQLAlchemyError as exc:
             if len(batch) > 1 and not isinstance(exc, DATABASE_AWAY):
                 # The database refused a statement, most likely for one submission's data:

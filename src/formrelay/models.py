@@ -199,6 +199,9 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The worker holding the lease (WorkerHeartbeat.id): a row whose worker stopped beating
+    # is reclaimed at once, without waiting for the lease to run out.
+    leased_by: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -211,5 +214,18 @@ class Delivery(Base):
         return f"<Delivery {self.id} {self.channel}:{self.target} {self.status}>"
 
 
+class WorkerHeartbeat(Base):
+    """A running delivery worker: registered at start, beating every few seconds, removed
+    when it stops cleanly. A killed worker's row stays behind with its last beat."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 def all_models() -> list[type[Any]]:
-    return [Role, User, Form, Recipient, Submission, Delivery]
+    return [Role, User, Form, Recipient, Submission, Delivery, WorkerHeartbeat]

@@ -13,10 +13,11 @@ from email.utils import getaddresses
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from flask import Flask, current_app
 from sqlalchemy.engine import make_url
 
-MAIL_BACKENDS = ("console", "smtp", "ses")
 ENVIRONMENTS = ("development", "production")
+_EXTENSION = "formrelay.settings"
 
 
 class ConfigError(Exception):
@@ -58,6 +59,8 @@ class Settings:
     send_rate: float = 0.0
     worker_poll_seconds: float = 1.0
     lease_seconds: int = 300
+    worker_heartbeat_seconds: float = 5.0
+    worker_grace_seconds: float = 15.0
     retry_base_seconds: float = 30.0
     retry_max_delay_seconds: float = 6 * 3600.0
     max_attempts: int = 13
@@ -74,7 +77,9 @@ class Settings:
             if var is None:
                 continue
             value = getattr(self, f.name)
-            if f.name in SECRET_FIELDS:
+            if f.name == "secret_key" and not value:
+                text = f"(unset: development key in {self.instance_path / 'secret_key'})"
+            elif f.name in SECRET_FIELDS:
                 text = "********" if value else "(unset)"
             elif f.name == "database_url":
                 text = _mask_url_password(value)
@@ -115,6 +120,8 @@ FIELD_TO_VAR = {
     "send_rate": "FORMRELAY_SEND_RATE",
     "worker_poll_seconds": "FORMRELAY_WORKER_POLL_SECONDS",
     "lease_seconds": "FORMRELAY_LEASE_SECONDS",
+    "worker_heartbeat_seconds": "FORMRELAY_WORKER_HEARTBEAT_SECONDS",
+    "worker_grace_seconds": "FORMRELAY_WORKER_GRACE_SECONDS",
     "retry_base_seconds": "FORMRELAY_RETRY_BASE_SECONDS",
     "retry_max_delay_seconds": "FORMRELAY_RETRY_MAX_DELAY_SECONDS",
     "max_attempts": "FORMRELAY_MAX_ATTEMPTS",
@@ -186,25 +193,20 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
 
     changes["database_url"] = normalize_database_url(s.database_url, instance)
 
-    if not s.secret_key:
-        if s.is_production:
-            raise ConfigError("SECRET_KEY is required when FORMRELAY_ENV=production")
-        changes["secret_key"] = _development_secret_key(instance)
-
-    # The default database lives under the instance folder; a named one where it says.
-    _ensure_sqlite_folder(
-        str(changes["database_url"]),
-        "DATABASE_URL" if s.database_url else "FORMRELAY_INSTANCE_PATH",
-    )
+    if not s.secret_key and s.is_production:
+        raise ConfigError("SECRET_KEY is required when FORMRELAY_ENV=production")
 
     parts = urlsplit(s.base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"FORMRELAY_BASE_URL must be an http(s) URL, not {s.base_url!r}")
     changes["base_url"] = s.base_url.rstrip("/")
 
-    if s.mail_backend not in MAIL_BACKENDS:
+    from .delivery import backend_names  # the registry imports Settings for its types
+
+    mail_backends = backend_names("email")
+    if s.mail_backend not in mail_backends:
         raise ConfigError(
-            f"MAIL_BACKEND must be one of {', '.join(MAIL_BACKENDS)}, not {s.mail_backend!r}"
+            f"MAIL_BACKEND must be one of {', '.join(mail_backends)}, not {s.mail_backend!r}"
         )
     if s.mail_use_tls and s.mail_use_ssl:
         raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL are exclusive: set only one")
@@ -232,9 +234,51 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
     ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{FIELD_TO_VAR[name]} must be at least 1")
+    if s.worker_heartbeat_seconds <= 0:
+        raise ConfigError("FORMRELAY_WORKER_HEARTBEAT_SECONDS must be more than 0")
+    # A worker is taken for dead after the grace period without a beat, and its leases are
+    # renewed only by its beats: both must leave room for a beat or two that comes late.
+    if s.worker_grace_seconds < 2 * s.worker_heartbeat_seconds:
+        raise ConfigError(
+            "FORMRELAY_WORKER_GRACE_SECONDS must be at least twice "
+            f"FORMRELAY_WORKER_HEARTBEAT_SECONDS ({s.worker_heartbeat_seconds:g})"
+        )
+    if s.lease_seconds < 2 * s.worker_heartbeat_seconds:
+        raise ConfigError(
+            "FORMRELAY_LEASE_SECONDS must be at least twice "
+            f"FORMRELAY_WORKER_HEARTBEAT_SECONDS ({s.worker_heartbeat_seconds:g})"
+        )
     if s.mail_timeout <= 0:  # smtplib takes 0 for a non-blocking socket: every send would fail
         raise ConfigError("FORMRELAY_MAIL_TIMEOUT must be more than 0")
     return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
+
+
+def prepare_instance(settings: Settings) -> Settings:
+    """Make what running needs on disk: the SQLite database's folder and, in development
+    without SECRET_KEY, the generated key kept under the instance folder.
+
+    Loading settings stays free of side effects (`formrelay config check` writes nothing);
+    the app factory calls this. Raises ConfigError when the folder cannot be made.
+    """
+    # The default database lives under the instance folder; a named one where it says.
+    default = settings.database_url == normalize_database_url("", settings.instance_path)
+    _ensure_sqlite_folder(
+        settings.database_url, "FORMRELAY_INSTANCE_PATH" if default else "DATABASE_URL"
+    )
+    if settings.secret_key:
+        return settings
+    return dataclasses.replace(settings, secret_key=_development_secret_key(settings.instance_path))
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Bind the settings to the app, where get_settings() finds them."""
+    app.extensions[_EXTENSION] = settings
+
+
+def get_settings(app: Flask | None = None) -> Settings:
+    """The Settings of `app`, or of the current app."""
+    found: Settings = (app or current_app).extensions[_EXTENSION]
+    return found
 
 
 def normalize_database_url(url: str, instance: Path) -> str:

@@ -16,9 +16,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 
-from formrelay.cli import make_worker
 from formrelay.extensions import db
 from formrelay.models import Delivery, Form, Submission
+from formrelay.worker import make_worker
 
 from ..factories import make_form
 from ..mailserver import SENDER, MailServer, Received, RecordingHandler, point_app_at

@@ -18,10 +18,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from moto.server import ThreadedMotoServer
 
-from formrelay.cli import make_worker
 from formrelay.extensions import db
 from formrelay.models import Delivery, Form, utcnow
 from formrelay.settings import load_settings
+from formrelay.worker import make_worker
 
 from ..factories import make_form
 from ..mailserver import SENDER, free_port

@@ -25,10 +25,10 @@ from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
-from formrelay.cli import cli, make_worker
+from formrelay.cli import cli
 from formrelay.extensions import db
 from formrelay.models import Delivery, Form, utcnow
-from formrelay.worker import Outcome, Worker
+from formrelay.worker import Outcome, Worker, make_worker
 
 from ..factories import make_form
 from ..mailserver import SENDER, MailServer, RecordingHandler, free_port, point_app_at

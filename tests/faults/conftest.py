@@ -367,8 +367,9 @@ class Stack:
             "MAIL_DEFAULT_SENDER": SENDER,
             "FORMRELAY_MAIL_TIMEOUT": "5",
             "FORMRELAY_WORKER_POLL_SECONDS": "0.1",
-            # A killed worker's rows come back after 2 s instead of 5 minutes.
-            "FORMRELAY_LEASE_SECONDS": "2",
+            # A killed worker's rows come back once it has missed its beats for 2 s.
+            "FORMRELAY_WORKER_HEARTBEAT_SECONDS": "0.5",
+            "FORMRELAY_WORKER_GRACE_SECONDS": "2",
             "FORMRELAY_RETRY_BASE_SECONDS": "0.2",
             "FORMRELAY_RETRY_MAX_DELAY_SECONDS": "2",
             **self.settings,

@@ -1,18 +1,25 @@
-"""Delivery channels behind one small interface.
+"""Delivery channels and their backends, behind one registry keyed by channel.
 
-A backend is built from Settings, sends one message per `send` call and reports failure by
-raising DeliveryFailed, which says whether another attempt could succeed. Backends may hold
-a connection open between sends; `close` releases it.
+A channel ("email"; later "webhook") says how a Delivery row becomes something to send and
+which of its registered backends the settings choose. A backend is built from Settings,
+sends one message per `send` call and reports failure by raising DeliveryFailed, which says
+whether another attempt could succeed; it may hold a connection open between sends, which
+`close` releases. formrelay's own channel and backends register in delivery/builtin.py
+through the same calls an extension would use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from email.message import Message
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..settings import Settings
+if TYPE_CHECKING:
+    from ..models import Delivery
+    from ..settings import Settings
+
+# What a channel's backends send: an email.message.Message for "email".
+Outgoing = Any
 
 
 class DeliveryFailed(Exception):
@@ -23,42 +30,79 @@ class DeliveryFailed(Exception):
         self.retryable = retryable
 
 
+class UnknownChannel(DeliveryFailed):
+    """No channel (or no backend of it) is registered under the name a row or setting gives."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 @dataclass(frozen=True)
 class SendResult:
     provider_message_id: str | None = None
 
 
-class MailBackend(Protocol):
-    def send(self, message: Message) -> SendResult: ...
+class Backend(Protocol):
+    def send(self, message: Outgoing) -> SendResult: ...
 
     def close(self) -> None: ...
 
 
-def _console(settings: Settings) -> MailBackend:
-    from .console import ConsoleBackend
-
-    return ConsoleBackend()
+BackendFactory = Callable[["Settings"], Backend]
 
 
-def _smtp(settings: Settings) -> MailBackend:
-    from .smtp import SMTPBackend
-
-    return SMTPBackend.from_settings(settings)
-
-
-def _ses(settings: Settings) -> MailBackend:
-    from .ses import SESBackend
-
-    return SESBackend.from_settings(settings)
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    # The message one delivery of this channel sends (built afresh for every attempt).
+    compose: Callable[[Delivery, Settings], Outgoing]
+    # The name of the backend the settings choose (MAIL_BACKEND for "email").
+    chosen: Callable[[Settings], str]
+    backends: dict[str, BackendFactory] = field(default_factory=dict)
 
 
-MAIL_BACKENDS: dict[str, Callable[[Settings], MailBackend]] = {
-    "console": _console,
-    "smtp": _smtp,
-    "ses": _ses,
-}
+_CHANNELS: dict[str, Channel] = {}
 
 
-def mail_backend(settings: Settings) -> MailBackend:
-    """The mail backend MAIL_BACKEND names."""
-    return MAIL_BACKENDS[settings.mail_backend](settings)
+def register_channel(
+    name: str,
+    *,
+    compose: Callable[[Delivery, Settings], Outgoing],
+    chosen: Callable[[Settings], str],
+) -> Channel:
+    """Add a delivery channel (or replace one of the same name, keeping its backends)."""
+    backends = _CHANNELS[name].backends if name in _CHANNELS else {}
+    _CHANNELS[name] = Channel(name, compose, chosen, backends)
+    return _CHANNELS[name]
+
+
+def register_backend(channel: str, name: str, factory: BackendFactory) -> None:
+    """Add a backend to a registered channel. Raises UnknownChannel for another channel."""
+    get_channel(channel).backends[name] = factory
+
+
+def get_channel(name: str) -> Channel:
+    """The channel registered under `name`. Raises UnknownChannel."""
+    try:
+        return _CHANNELS[name]
+    except KeyError:
+        raise UnknownChannel(f"no delivery channel {name!r} is registered") from None
+
+
+def backend_names(channel: str) -> tuple[str, ...]:
+    """The backends registered for `channel`, in registration order."""
+    return tuple(get_channel(channel).backends)
+
+
+def create_backend(channel: str, settings: Settings) -> Backend:
+    """The backend the settings choose for `channel`. Raises UnknownChannel."""
+    found = get_channel(channel)
+    name = found.chosen(settings)
+    try:
+        factory = found.backends[name]
+    except KeyError:
+        raise UnknownChannel(f"channel {channel!r} has no backend {name!r}") from None
+    return factory(settings)
+
+
+from . import builtin  # noqa: E402, F401  (formrelay's own channel and backends register)

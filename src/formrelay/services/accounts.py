@@ -6,8 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Role, User
+from .addresses import normalize_email
 from .errors import Conflict, InvalidInput
-from .submissions import normalize_email
 
 
 def get_role(session: Session, name: str) -> Role:

@@ -8,8 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from ..models import Form, Recipient, User, utcnow
+from .addresses import normalize_email
 from .errors import InvalidInput, SubmissionRejected
-from .submissions import clean_subject, normalize_email
+from .submissions import clean_subject
 from .urls import http_url
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 
 from ..services.urls import http_url
-from . import settings
+from ..settings import get_settings
 
 bp = Blueprint("main", __name__)
 
 
 @bp.get("/")
 def index() -> str:
-    return render_template("index.html", base_url=settings().base_url)
+    return render_template("index.html", base_url=get_settings().base_url)
 
 
 @bp.get("/thanks")

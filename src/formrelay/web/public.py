@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from flask import (
-    Blueprint,
-    Response,
-    current_app,
-    jsonify,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 
 from ..extensions import db
+from ..ingest import group_commit
 from ..services.errors import SubmissionRejected
-from ..services.payload import parse_payload
 from ..services.submissions import SubmissionMeta, check_form, prepare_submission
 from ..services.urls import http_url
-from . import settings
+from ..settings import get_settings
 from .negotiation import wants_json
+from .payload import parse_payload
 
 bp = Blueprint("public", __name__)
 
@@ -29,7 +21,7 @@ bp = Blueprint("public", __name__)
 @bp.post("/f/<key>")
 @bp.post("/p/<project>/f/<key>")  # Formspree clients configured with a project id
 def submit(key: str, project: str | None = None) -> Response:
-    config = settings()
+    config = get_settings()
     try:
         body = _read_body(config.max_body_bytes)
         payload = parse_payload(request.content_type, body, max_fields=config.max_fields)
@@ -44,11 +36,7 @@ def submit(key: str, project: str | None = None) -> Response:
         check_form(db.session(), key)
         raise
     # Returns once the submission and its deliveries are committed, together: before any 2xx.
-    stored = current_app.extensions["formrelay.ingest"].accept(key, prepared)
-    worker = current_app.extensions.get("formrelay.worker")
-    if worker is not None:  # `formrelay serve`: deliver now rather than at the next poll
-        worker.wake()
-
+    stored = group_commit().accept(key, prepared)
     next_url = stored.next_url or _thanks_url()
     if wants_json(request):
         return jsonify({"ok": True, "next": next_url, "id": stored.id})
@@ -59,7 +47,7 @@ def submit(key: str, project: str | None = None) -> Response:
 @bp.get("/p/<project>/f/<key>")
 def explain(key: str, project: str | None = None) -> Response:
     """A form endpoint opened in a browser: say how to use it."""
-    endpoint = settings().base_url + request.path
+    endpoint = get_settings().base_url + request.path
     if wants_json(request):
         response = jsonify(
             {
@@ -107,4 +95,4 @@ def _thanks_url() -> str:
     referrer = http_url(request.headers.get("Referer"))
     if referrer:
         path += "?" + urlencode({"back": referrer})
-    return settings().base_url + path
+    return get_settings().base_url + path

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from .errors import SubmissionRejected
+from ..services.errors import SubmissionRejected
 
 URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"

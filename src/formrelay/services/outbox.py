@@ -1,0 +1,153 @@
+"""Storing submissions with their deliveries (the outbox), in the caller's transaction.
+
+Group commit (formrelay.ingest) passes every submission that arrived together; Core inserts
+of the whole batch keep the request path lean. Nothing here commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import Table, and_, bindparam, insert, select
+from sqlalchemy.orm import Session
+
+from ..models import Delivery, DeliveryStatus, Form, Recipient, Submission, utcnow
+from .errors import DomainError, FormDisabled, FormNotFound
+from .submissions import PreparedSubmission
+
+# Core tables: the batch insert skips the ORM's unit of work on the request path.
+_SUBMISSIONS = cast(Table, Submission.__table__)
+_DELIVERIES = cast(Table, Delivery.__table__)
+_FORMS, _RECIPIENTS = cast(Table, Form.__table__), cast(Table, Recipient.__table__)
+# Built once: these run in every group commit, and building a statement costs more than
+# running it.
+# Each form with its verified recipients, in the order they were added: one row per
+# recipient, or one with a NULL email for a form that has none.
+_TARGETS = (
+    select(_FORMS.c.id, _FORMS.c.key, _FORMS.c.enabled, _FORMS.c.redirect_url, _RECIPIENTS.c.email)
+    .outerjoin(_RECIPIENTS, and_(_RECIPIENTS.c.form_id == _FORMS.c.id, _RECIPIENTS.c.verified))
+    .where(_FORMS.c.key.in_(bindparam("keys", expanding=True)))
+    .order_by(_FORMS.c.id, _RECIPIENTS.c.id)
+)
+_INSERT_SUBMISSIONS = insert(_SUBMISSIONS).returning(
+    _SUBMISSIONS.c.id, sort_by_parameter_order=True
+)
+_INSERT_DELIVERIES = insert(_DELIVERIES)
+EMAIL = "email"  # the channel of notifications
+
+
+@dataclass(frozen=True)
+class StoredSubmission:
+    id: int
+    # Where the submitter goes next: _next or the form's redirect; None means our thanks page.
+    next_url: str | None
+
+
+@dataclass(frozen=True)
+class FormTarget:
+    """What storing a submission needs to know of its form."""
+
+    id: int
+    enabled: bool
+    redirect_url: str | None
+    recipients: tuple[str, ...]  # verified, in the order they were added
+
+
+def load_targets(session: Session, keys: Iterable[str]) -> dict[str, FormTarget]:
+    """The forms with these keys (those that exist), with their verified recipients."""
+    # Core statements on the session's connection: the ORM's execute path costs more than
+    # the statements themselves, which run in every group commit.
+    connection = session.connection()
+    rows = connection.execute(_TARGETS, {"keys": list(set(keys))}).all()
+    recipients: dict[str, list[str]] = {}
+    for row in rows:
+        emails = recipients.setdefault(row.key, [])
+        if row.email is not None:
+            emails.append(row.email)
+    return {
+        row.key: FormTarget(row.id, row.enabled, row.redirect_url, tuple(recipients[row.key]))
+        for row in rows
+    }
+
+
+def store_submissions(
+    session: Session,
+    batch: Sequence[tuple[str, PreparedSubmission]],
+    targets: Mapping[str, FormTarget] | None = None,
+) -> list[StoredSubmission | DomainError]:
+    """Store prepared submissions for the forms with these keys (not committed).
+
+    Each gets one pending delivery per verified recipient of its form (none when it is
+    spam), in the session's transaction. The result says, in order, what became of each:
+    stored, or FormNotFound / FormDisabled. `targets` are the forms when the caller looked
+    them up already (group commit does, before it takes SQLite's write lock).
+    """
+    forms = targets if targets is not None else load_targets(session, (k for k, _ in batch))
+    results: list[StoredSubmission | DomainError] = []
+    # (index in results, item, its form, where the submitter goes next)
+    accepted: list[tuple[int, PreparedSubmission, FormTarget, str | None]] = []
+    for key, item in batch:
+        form = forms.get(key)
+        if form is None:
+            results.append(FormNotFound())
+        elif not form.enabled:
+            results.append(FormDisabled())
+        else:
+            accepted.append((len(results), item, form, item.next_url or form.redirect_url))
+            results.append(FormNotFound())  # placeholder, replaced once stored
+    if not accepted:
+        return results
+
+    connection = session.connection()
+    ids = connection.scalars(
+        _INSERT_SUBMISSIONS, [_submission_row(form.id, item) for _, item, form, _ in accepted]
+    ).all()
+    deliveries: list[dict[str, object]] = []
+    for (index, item, form, next_url), submission_id in zip(accepted, ids, strict=True):
+        results[index] = StoredSubmission(submission_id, next_url)
+        if item.spam_reason is None:
+            for n, to in enumerate(form.recipients):
+                cc = list(item.cc) if n == 0 else []
+                deliveries.append(_delivery_row(submission_id, to, cc))
+    if deliveries:
+        connection.execute(_INSERT_DELIVERIES, deliveries)
+    return results
+
+
+def _submission_row(form_id: int, item: PreparedSubmission) -> dict[str, object]:
+    meta = item.meta
+    return {
+        "form_id": form_id,
+        "created_at": utcnow(),
+        "fields": [[name, value] for name, value in item.fields],
+        "reply_to": item.reply_to,
+        "subject": item.subject,
+        "cc": list(item.cc),
+        "remote_addr": _cap(meta.remote_addr, 64),
+        "user_agent": _cap(meta.user_agent, 512),
+        "referrer": _cap(meta.referrer, 2000),
+        "origin": _cap(meta.origin, 512),
+        "is_spam": item.spam_reason is not None,
+        "spam_reason": item.spam_reason,
+    }
+
+
+def _delivery_row(submission_id: int, target: str, cc: list[str]) -> dict[str, object]:
+    now = utcnow()
+    return {
+        "submission_id": submission_id,
+        "channel": EMAIL,
+        "target": target,
+        "cc": cc,
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _cap(value: str | None, length: int) -> str | None:
+    return value[:length] if value else None
