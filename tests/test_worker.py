@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -27,9 +29,10 @@ from sqlalchemy.orm import sessionmaker
 
 from formrelay.delivery import Backend, DeliveryFailed, SendResult
 from formrelay.extensions import db
-from formrelay.models import Delivery, Form, Submission, utcnow
+from formrelay.models import Delivery, Form, Submission, WorkerHeartbeat, utcnow
+from formrelay.services.workers import outbox_status
 from formrelay.settings import Settings, get_settings
-from formrelay.worker import Outcome, Pacer, Worker, retry_delay
+from formrelay.worker import Outcome, Pacer, Worker, WorkerIdentity, retry_delay
 
 from .factories import make_form
 from .fakes import RecordingBackend
@@ -641,3 +644,150 @@ def test_no_send_rate_never_waits():
     for _ in range(3):
         pacer.wait(fake)  # type: ignore[arg-type]
     assert fake.waits == []
+
+
+# -- heartbeats ----------------------------------------------------------------------------
+def heartbeat_rows() -> list[WorkerHeartbeat]:
+    db.session.rollback()
+    return list(db.session.scalars(select(WorkerHeartbeat)))
+
+
+def dead_worker(clock: Clock, *, silent_for: float) -> str:
+    """A worker row whose last beat was `silent_for` seconds ago; returns its id."""
+    identity = WorkerIdentity(host="gone.example", pid=4242, started_at=clock.now)
+    db.session.rollback()
+    db.session.add(
+        WorkerHeartbeat(
+            id=identity.id,
+            host=identity.host,
+            pid=identity.pid,
+            started_at=clock.now - timedelta(hours=1),
+            heartbeat_at=clock.now - timedelta(seconds=silent_for),
+        )
+    )
+    db.session.commit()
+    return identity.id
+
+
+def test_a_claim_registers_the_worker_and_names_it_on_the_rows(client, new_worker, clock):
+    submit(client, make_form(db.session))
+    worker = new_worker(backend=InterruptedBackend(lambda: None))
+    seen: list[tuple[str, str | None]] = []
+    worker.sender.backend_factory = lambda channel, settings: InterruptedBackend(
+        lambda: seen.extend((d.status, d.leased_by) for d in deliveries())
+    )
+
+    assert statuses(worker.run_once()) == ["sent"]
+
+    assert seen == [("sending", worker.identity.id)]
+    (row,) = heartbeat_rows()
+    assert (row.id, row.host, row.pid, row.heartbeat_at) == (
+        worker.identity.id,
+        socket.gethostname(),
+        os.getpid(),
+        clock.now,
+    )
+    (d,) = deliveries()
+    assert (d.status, d.leased_by, d.lease_expires_at) == ("sent", None, None)
+
+
+def test_a_worker_stopped_cleanly_deregisters(client, new_worker):
+    submit(client, make_form(db.session))
+    worker = new_worker()
+
+    assert statuses(worker.drain()) == ["sent"]
+
+    assert heartbeat_rows() == []
+
+
+@pytest.mark.parametrize(("silent_for", "reclaimed"), [(16, True), (14, False)])
+def test_a_row_of_a_worker_silent_past_the_grace_period_is_reclaimed_at_once(
+    client, new_worker, outbox, clock, silent_for, reclaimed
+):
+    submit(client, make_form(db.session))
+    gone = dead_worker(clock, silent_for=silent_for)
+    (d,) = deliveries()
+    live_lease = clock.now + timedelta(seconds=280)  # the lease alone would wait minutes
+    set_delivery(d.id, status="sending", attempts=1, leased_by=gone, lease_expires_at=live_lease)
+
+    outcomes = new_worker(worker_grace_seconds=15).run_once()
+
+    (d,) = deliveries()
+    if reclaimed:
+        assert statuses(outcomes) == ["sent"]
+        assert (d.status, d.attempts, d.leased_by) == ("sent", 2, None)
+        assert len(outbox.sent) == 1
+    else:
+        assert outcomes == []
+        assert (d.status, d.attempts, d.leased_by) == ("sending", 1, gone)
+        assert outbox.sent == []
+
+
+def test_a_row_of_an_unregistered_worker_is_reclaimed(client, new_worker, outbox, clock):
+    submit(client, make_form(db.session))
+    (d,) = deliveries()
+    lease = clock.now + timedelta(seconds=280)
+    set_delivery(
+        d.id, status="sending", attempts=1, leased_by="never:1:beat", lease_expires_at=lease
+    )
+
+    assert statuses(new_worker().run_once()) == ["sent"]
+
+
+def test_a_beat_renews_the_leases_of_what_the_worker_is_still_sending(client, new_worker, clock):
+    submit(client, make_form(db.session, recipients=("a@example.com", "b@example.com")))
+    worker = new_worker(lease_seconds=60)
+    first, second = deliveries()
+    mine = clock.now + timedelta(seconds=5)
+    set_delivery(first.id, status="sending", leased_by=worker.identity.id, lease_expires_at=mine)
+    set_delivery(second.id, status="sending", leased_by="other:1:x", lease_expires_at=mine)
+    clock.advance(seconds=30)
+
+    worker.heartbeat.beat()
+
+    first, second = deliveries()
+    assert first.lease_expires_at == clock.now + timedelta(seconds=60)
+    assert second.lease_expires_at == mine
+    (row,) = heartbeat_rows()
+    assert (row.id, row.heartbeat_at) == (worker.identity.id, clock.now)
+    assert worker.heartbeat.valid_until == clock.now + timedelta(seconds=15)  # the grace
+
+
+def test_a_worker_forgets_workers_dead_for_a_day(client, new_worker, clock):
+    dead_worker(clock, silent_for=25 * 3600)
+    recent = dead_worker(clock, silent_for=3600)
+    worker = new_worker()
+
+    worker.heartbeat.beat()
+
+    assert sorted(r.id for r in heartbeat_rows()) == sorted([recent, worker.identity.id])
+
+
+def test_outbox_status_says_who_is_alive_and_what_waits(client, new_worker, clock):
+    form = make_form(db.session, recipients=("a@example.com", "b@example.com", "c@example.com"))
+    submit(client, form)
+    gone = dead_worker(clock, silent_for=60)
+    worker = new_worker()
+    worker.heartbeat.beat()
+    a, b, c = deliveries()
+    set_delivery(a.id, next_attempt_at=clock.now - timedelta(seconds=90))  # due, waiting
+    set_delivery(b.id, status="failed", next_attempt_at=clock.now + timedelta(minutes=5))
+    set_delivery(c.id, status="sending", leased_by=worker.identity.id)
+
+    status = outbox_status(db.session(), now=clock.now, grace_seconds=15)
+
+    assert [(w.id, w.alive) for w in status.workers] == [(worker.identity.id, True), (gone, False)]
+    assert (status.due, status.scheduled, status.sending) == (1, 1, 1)
+    assert status.oldest_due_age(clock.now) == timedelta(seconds=90)
+
+
+def test_a_delivery_of_an_unknown_channel_ends_dead_saying_so(client, new_worker, outbox):
+    submit(client, make_form(db.session))
+    (d,) = deliveries()
+    set_delivery(d.id, channel="pigeon")
+
+    assert statuses(new_worker().run_once()) == ["dead"]
+
+    (d,) = deliveries()
+    assert (d.status, d.last_error) == ("dead", "no delivery channel 'pigeon' is registered")
+    assert outbox.sent == []

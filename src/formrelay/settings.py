@@ -61,6 +61,7 @@ class Settings:
     lease_seconds: int = 300
     worker_heartbeat_seconds: float = 5.0
     worker_grace_seconds: float = 15.0
+    ready_max_delay_seconds: float = 300.0
     retry_base_seconds: float = 30.0
     retry_max_delay_seconds: float = 6 * 3600.0
     max_attempts: int = 13
@@ -122,6 +123,7 @@ FIELD_TO_VAR = {
     "lease_seconds": "FORMRELAY_LEASE_SECONDS",
     "worker_heartbeat_seconds": "FORMRELAY_WORKER_HEARTBEAT_SECONDS",
     "worker_grace_seconds": "FORMRELAY_WORKER_GRACE_SECONDS",
+    "ready_max_delay_seconds": "FORMRELAY_READY_MAX_DELAY_SECONDS",
     "retry_base_seconds": "FORMRELAY_RETRY_BASE_SECONDS",
     "retry_max_delay_seconds": "FORMRELAY_RETRY_MAX_DELAY_SECONDS",
     "max_attempts": "FORMRELAY_MAX_ATTEMPTS",

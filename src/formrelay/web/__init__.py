@@ -47,8 +47,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     }
     cors.init_app(app, resources={r"/f/*": public_cors, r"/p/*": public_cors})
 
-    from . import errors, main, public
+    from . import errors, health, main, public
 
+    app.register_blueprint(health.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(public.bp)
     errors.register(app)

@@ -136,9 +136,11 @@ class Heartbeat:
         self.confirmed(now)
 
     def start(self) -> None:
+        """Beat now (so the worker is registered before it works), then every interval."""
         if self._thread is not None:
             return
         self._stop.clear()
+        self._beat_once()
         self._thread = threading.Thread(target=self._run, name="formrelay-heartbeat", daemon=True)
         self._thread.start()
 
@@ -156,16 +158,17 @@ class Heartbeat:
             log.warning("worker %s could not deregister: %s", self.worker.id, exc)
 
     def _run(self) -> None:
-        while True:
-            try:
-                self.beat()
-            except Exception as exc:  # the database is away: the next beat tries again
-                self._failures += 1
-                if self._failures == 1:
-                    log.warning("heartbeat of worker %s failed: %s", self.worker.id, exc)
-            else:
-                if self._failures:
-                    log.info("heartbeat of worker %s recovered", self.worker.id)
-                self._failures = 0
-            if self._stop.wait(self.settings.worker_heartbeat_seconds):
-                return
+        while not self._stop.wait(self.settings.worker_heartbeat_seconds):
+            self._beat_once()
+
+    def _beat_once(self) -> None:
+        try:
+            self.beat()
+        except Exception as exc:  # the database is away: the next beat tries again
+            self._failures += 1
+            if self._failures == 1:
+                log.warning("heartbeat of worker %s failed: %s", self.worker.id, exc)
+        else:
+            if self._failures:
+                log.info("heartbeat of worker %s recovered", self.worker.id)
+            self._failures = 0
