@@ -1,8 +1,8 @@
-"""Whether a client wants JSON or an HTML page."""
+"""What a client may ask of an address, and whether it wants the answer as JSON or HTML."""
 
 from __future__ import annotations
 
-from flask import Request
+from flask import Request, current_app
 from werkzeug.datastructures import MIMEAccept
 
 JSON = ("application", "json")
@@ -59,3 +59,10 @@ def _preference(accept: MIMEAccept, wanted: tuple[str, str]) -> tuple[float, int
     specificity, quality = best
     return quality, specificity
 
+
+def allowed_methods(request: Request) -> str:
+    """The Allow header for the address of `request`: every method the router has a view
+    for, sorted (the router returns them in a set's order, which varies between processes)."""
+    adapter = current_app.create_url_adapter(request)
+    methods = adapter.allowed_methods() if adapter is not None else []
+    return ", ".join(sorted(methods))
