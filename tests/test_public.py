@@ -116,65 +116,7 @@ def test_an_empty_file_input_is_ignored_but_a_file_is_refused(client, form):
 FORM_CT = "application/x-www-form-urlencoded"
 JSON_CT = "application/json"
 MULTI_CT = "multipart/form-data; boundary=XyZ"
-
-
-@pytest.mark.parametrize(
-    ("content_type", "accept", "xhr", "shape"),
-    [
-        (FORM_CT, BROWSER_ACCEPT, None, "html"),  # a browser posting a form
-        (MULTI_CT, BROWSER_ACCEPT, None, "html"),  # a browser posting a multipart form
-        (FORM_CT, None, None, "html"),  # curl -d without Accept
-        (FORM_CT, "*/*", None, "html"),
-        (FORM_CT, "application/json", None, "json"),  # fetch(..., {headers: {Accept}})
-        (MULTI_CT, "application/json", None, "json"),  # @formspree/ajax sends FormData
-        (FORM_CT, "text/html;q=0.5, application/json", None, "json"),
-        (FORM_CT, "application/json;q=0.5, text/html", None, "html"),
-        (FORM_CT, BROWSER_ACCEPT, "XMLHttpRequest", "json"),  # jQuery $.ajax
-        (FORM_CT, None, "XMLHttpRequest", "json"),
-        (JSON_CT, None, None, "json"),  # a JSON body with no Accept
-        (JSON_CT, "*/*", None, "json"),  # fetch's default Accept
-        (JSON_CT, "application/json", None, "json"),  # @formspree/core
-        (JSON_CT, "text/html", None, "html"),  # a JSON body from a client that wants HTML
-        (JSON_CT, BROWSER_ACCEPT, None, "html"),
-        (FORM_CT, "text/plain", None, "html"),
-    ],
-)
-def test_client_gets_the_shape_it_prefers(client, form, content_type, accept, xhr, shape):
-    headers = {"Referer": "https://site.example/contact"}
-    if accept:
-        headers["Accept"] = accept
-    if xhr:
-        headers["X-Requested-With"] = xhr
-    if content_type == JSON_CT:
-        body = json.dumps({"message": "hi"}).encode()
-    elif content_type == MULTI_CT:
-        body = multipart([("message", "hi")])
-    else:
-        body = b"message=hi"
-    r = client.post(f"/f/{form.key}", data=body, content_type=content_type, headers=headers)
-    thanks = f"{BASE_URL}/thanks?back=https%3A%2F%2Fsite.example%2Fcontact"
-    if shape == "json":
-        assert r.status_code == 200
-        assert r.json == {"ok": True, "next": thanks, "id": stored()[0].id}
-    else:
-        assert r.status_code == 303
-        assert r.headers["Location"] == thanks
-
-    # Errors come in the same shape as success.
-    bad = client.post(
-        f"/f/{form.key}",
-        data=body.replace(b"message", b"email").replace(b"hi", b"not-an-address"),
-        content_type=content_type,
-        headers=headers,
-    )
-    assert bad.status_code == 400
-    if shape == "json":
-        assert bad.mimetype == "application/json"
-        assert bad.json["errors"][0]["code"] == "TYPE_EMAIL"
-    else:
-        assert bad.mimetype == "text/html"
-        assert "The email field must be a valid e-mail address." in bad.text
-        assert 'href="https://site.example/contact"' in bad.text
+# The shape each client gets (JSON or HTML) is specified in tests/web/test_negotiation.py.
 
 
 # -- special fields ------------------------------------------------------------------------
@@ -387,7 +329,7 @@ def test_disabled_form_is_403_with_a_clear_message(client):
 def test_get_on_the_endpoint_is_405_and_explains_how_to_post(client, form):
     r = client.get(f"/f/{form.key}")
     assert r.status_code == 405
-    assert r.headers["Allow"] == "POST"
+    assert r.headers["Allow"] == "GET, HEAD, OPTIONS, POST"  # as OPTIONS says
     assert f'&lt;form action="{BASE_URL}/f/{form.key}" method="POST"&gt;' in r.text
 
 

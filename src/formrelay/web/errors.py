@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.http import HTTP_STATUS_CODES
 
 from ..extensions import db
 from ..ingest import StorageUnavailable
@@ -47,7 +48,12 @@ def error_response(
         response = jsonify(body)
     else:
         html = render_template(
-            "error.html", status=status, message=message, errors=errors, back=_back_link()
+            "error.html",
+            status=status,
+            heading=_heading(status),
+            message=message,
+            errors=errors,
+            back=_back_link(),
         )
         response = Response(html, mimetype="text/html")
     response.status_code = status
@@ -62,8 +68,21 @@ def _code_for(status: int) -> str:
         405: "METHOD_NOT_ALLOWED",
         413: "PAYLOAD_TOO_LARGE",
         415: "UNSUPPORTED_CONTENT_TYPE",
+        429: "TOO_MANY_REQUESTS",
         503: "SERVICE_UNAVAILABLE",
     }.get(status, "ERROR" if status < 500 else "SERVER_ERROR")
+
+
+def _heading(status: int) -> str:
+    """The error page's title: a failed form only for a POST (a form sent) to an address
+    that exists; an unknown page is not a form that failed."""
+    if status >= 500:
+        return "Something went wrong"
+    if status == 404:
+        return "Not found"  # the message says what: a form, or any page
+    if request.method == "POST":
+        return "The form could not be sent"
+    return HTTP_STATUS_CODES.get(status, "Error")
 
 
 def _back_link() -> str | None:
@@ -88,9 +107,13 @@ def register(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         response = error_response(status, _http_message(exc))
-        for header in ("Allow", "Retry-After"):
-            if header in exc.get_headers():
-                response.headers[header] = dict(exc.get_headers())[header]
+        # Allow, Retry-After, WWW-Authenticate...: all but the body's own headers.
+        for name, value in exc.get_headers(request.environ):
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers.add(name, value)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            # The router lists them in a set's order; OPTIONS and views list them sorted.
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response
 
     @app.errorhandler(StorageUnavailable)

@@ -12,14 +12,16 @@ from ..services.errors import SubmissionRejected
 from ..services.submissions import SubmissionMeta, check_form, prepare_submission
 from ..services.urls import http_url
 from ..settings import get_settings
-from .negotiation import wants_json
+from .negotiation import allowed_methods, wants_json
 from .payload import parse_payload
 
 bp = Blueprint("public", __name__)
 
 
-@bp.post("/f/<key>")
-@bp.post("/p/<project>/f/<key>")  # Formspree clients configured with a project id
+# OPTIONS has its own view (below) on every rule here, so that its Allow lists the methods
+# sorted, as the 405s do; flask-cors adds a preflight's answer to that view's response.
+@bp.post("/f/<key>", provide_automatic_options=False)
+@bp.post("/p/<project>/f/<key>", provide_automatic_options=False)  # with a project id
 def submit(key: str, project: str | None = None) -> Response:
     config = get_settings()
     try:
@@ -43,8 +45,8 @@ def submit(key: str, project: str | None = None) -> Response:
     return redirect(next_url, code=303)  # type: ignore[return-value]
 
 
-@bp.get("/f/<key>")
-@bp.get("/p/<project>/f/<key>")
+@bp.get("/f/<key>", provide_automatic_options=False)
+@bp.get("/p/<project>/f/<key>", provide_automatic_options=False)
 def explain(key: str, project: str | None = None) -> Response:
     """A form endpoint opened in a browser: say how to use it."""
     endpoint = get_settings().base_url + request.path
@@ -59,8 +61,17 @@ def explain(key: str, project: str | None = None) -> Response:
     else:
         response = Response(render_template("form_endpoint.html", endpoint=endpoint))
     response.status_code = 405
-    response.headers["Allow"] = "POST"
+    # The same list as OPTIONS and a 405 for any other method: GET is answered (by this
+    # page), it just does not send the form.
+    response.headers["Allow"] = allowed_methods(request)
     return response
+
+
+@bp.route("/f/<key>", methods=["OPTIONS"])
+@bp.route("/p/<project>/f/<key>", methods=["OPTIONS"])
+def options(key: str, project: str | None = None) -> Response:
+    """The methods this address answers (and, through flask-cors, a CORS preflight's answer)."""
+    return Response(headers={"Allow": allowed_methods(request)})
 
 
 def _read_body(limit: int) -> bytes:
