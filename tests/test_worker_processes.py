@@ -243,6 +243,38 @@ def test_two_workers_and_the_web_app_share_a_sqlite_database(
 
 
 @pytest.mark.slow
+def test_a_mail_server_slower_than_the_grace_period_never_gets_a_message_twice(
+    app, client, mail_server, workers
+):
+    # Each message takes 2 s, longer than both the 1.5 s grace and the 2 s lease: only the
+    # beats (every 0.5 s, renewing the leases) keep the other worker from taking rows over.
+    smtp = mail_server(delay=2.0)
+    settings = {
+        "FORMRELAY_WORKER_BATCH_SIZE": "3",
+        "FORMRELAY_WORKER_HEARTBEAT_SECONDS": "0.5",
+        "FORMRELAY_WORKER_GRACE_SECONDS": "1.5",
+        "FORMRELAY_LEASE_SECONDS": "2",
+    }
+    make_form(db.session, recipients=("a@example.com", "b@example.com"))
+    submit_many(client, 3)
+    first = workers(smtp.port, **settings)
+    first.wait_started()
+    wait_until(lambda: status_counts()["sending"] == 3, 10, first.describe)
+    second = workers(smtp.port, **settings)  # idle beside the slow one, looking every 0.1 s
+    second.wait_started()
+
+    wait_until(all_sent(6), 40, lambda: f"{status_counts()}\n{first.describe()}")
+    for worker in (first, second):
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.describe()
+
+    received = smtp.message_ids()
+    assert sorted(received) == sorted(expected_message_ids(app))  # each exactly once
+    assert [d.attempts for d in deliveries()] == [1] * 6
+    assert "lease lost" not in first.output() + second.output()
+
+
+@pytest.mark.slow
 def test_worker_killed_mid_batch_loses_nothing(app, client, mail_server, workers):
     batch_size = 10
     smtp = mail_server(delay=0.05)
