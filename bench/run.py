@@ -316,13 +316,20 @@ class Stack:
         return endpoint.strip().splitlines()[-1]
 
     def start_web(
-        self, app: str = "formrelay.wsgi:app", command: str | None = None
+        self,
+        app: str = "formrelay.wsgi:app",
+        command: str | None = None,
+        source: Path | None = None,
     ) -> subprocess.Popen[bytes]:
-        """The Procfile's web line (or `command`, same placeholders) serving `app`."""
+        """The Procfile's web line (or `command`, same placeholders) serving `app`; with
+        `source`, formrelay's package from that folder instead of this checkout's."""
         command = (command or procfile_web()).replace("formrelay.wsgi:app", app)
+        env = dict(self.env)
+        if source is not None:
+            env["PYTHONPATH"] = str(source)  # ahead of the editable install in site-packages
         proc = subprocess.Popen(
             ["/bin/sh", "-c", f"exec {command}"],
-            env=self.env,
+            env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -377,8 +384,38 @@ def count_rows(db: Database, sql: str) -> int:
 
 
 # -- the benchmarks ------------------------------------------------------------------------
-def bench_ingest(db: Database, seconds: int, workdir: Path, report: dict[str, Any]) -> None:
-    """Item 1 (throughput, latency at half the peak) and item 2 (isolation from slow mail)."""
+@dataclass(frozen=True)
+class Baseline:
+    """formrelay's code at another git revision, exported for comparison."""
+
+    ref: str
+    source: Path  # the folder holding its formrelay package
+
+    @classmethod
+    def export(cls, ref: str, workdir: Path) -> Baseline:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True
+        )
+        if commit.returncode != 0:
+            sys.exit(f"--baseline {ref}: not a revision of this repository")
+        target = workdir / "baseline"
+        target.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", ref, "src/formrelay"], cwd=ROOT, capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+        return cls(f"{ref} ({commit.stdout.strip()})", target / "src")
+
+
+def bench_ingest(
+    db: Database,
+    seconds: int,
+    workdir: Path,
+    report: dict[str, Any],
+    baseline: Baseline | None = None,
+) -> None:
+    """Item 1 (throughput, latency at half the peak) and item 2 (isolation from slow mail);
+    with a baseline, this version's request path beside the baseline's."""
     fast = MailSink()
     with fast.running():
         stack = Stack(workdir, db, fast)
@@ -389,6 +426,17 @@ def bench_ingest(db: Database, seconds: int, workdir: Path, report: dict[str, An
             stack.start_web("bench.bare:app")
             ceiling = wrk(url, seconds, 32, workdir)
             stack.stop()
+
+            # This checkout and the baseline's code, both without a worker, one after the
+            # other on the same database: what this version's request path costs or saves.
+            versions: dict[str, float] = {}
+            if baseline is not None:
+                stack.start_web(source=baseline.source)
+                versions["baseline_rps"] = wrk(url, seconds, 32, workdir)["rps"]
+                stack.stop()
+                stack.start_web()
+                versions["this_rps"] = wrk(url, seconds, 32, workdir)["rps"]
+                stack.stop()
 
             web = stack.start_web()
             stack.start_worker()
@@ -423,6 +471,12 @@ def bench_ingest(db: Database, seconds: int, workdir: Path, report: dict[str, An
         "non_2xx": peak["non_2xx"],
         "peak_web_worker_rss_mb": peak_rss[0],
     }
+    if baseline is not None:
+        report["ingest"][db.name]["versus_baseline"] = {
+            "baseline": baseline.ref,
+            **versions,
+            "ratio": versions["this_rps"] / versions["baseline_rps"],
+        }
 
     # Item 2: the same offered load with a mail server that takes 2 s per message.
     slow = MailSink(delay=2.0)
@@ -623,6 +677,9 @@ def targets(report: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
         out.append((f"ingest_{name}_p99_ms_at_half_peak", p99, "<25", p99 < 25))
         hey_p99 = r["half_peak_hey"]["p99_ms"]
         out.append((f"ingest_{name}_p99_ms_at_half_peak_hey_bursts", hey_p99, "report", True))
+        if "versus_baseline" in r:
+            versus = r["versus_baseline"]["ratio"]
+            out.append((f"ingest_{name}_no_worker_vs_baseline", versus, "report", True))
         lost = r["acknowledged"] - r["stored"]
         out.append((f"ingest_{name}_acknowledged_not_stored", lost, "<=0", lost <= 0))
     for name, r in report.get("isolation", {}).items():
@@ -687,6 +744,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
     parser.add_argument("--only", default="servers,ingest,delivery,memory")
+    parser.add_argument(
+        "--baseline",
+        default=(ROOT / "bench" / "BASELINE").read_text().split()[0],
+        help="a git revision whose request path is measured beside this one's "
+        "(default: the one bench/BASELINE names; 'none' to skip)",
+    )
     args = parser.parse_args()
     for tool in ("wrk", "hey"):
         if not shutil.which(tool):
@@ -703,6 +766,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="formrelay-bench-") as tmp:
         workdir = Path(tmp)
         if "ingest" in parts:
+            baseline = None
+            if args.baseline != "none":
+                baseline = Baseline.export(args.baseline, workdir)
+                report["baseline"] = baseline.ref
             (workdir / "sqlite").mkdir()
             for db in (Database.sqlite(workdir / "sqlite"), Database.postgresql()):
                 if db is None:
@@ -710,7 +777,7 @@ def main() -> None:
                 try:
                     sub = workdir / f"run-{db.name}"
                     sub.mkdir()
-                    bench_ingest(db, seconds, sub, report)
+                    bench_ingest(db, seconds, sub, report, baseline)
                 finally:
                     db.drop()
         if "servers" in parts:
