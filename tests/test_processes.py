@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+from formrelay.cli import snippet
 
 from .mailserver import free_port
 
@@ -159,4 +162,80 @@ def test_production_without_secret_key_stops_with_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "formrelay: configuration error: SECRET_KEY is required when FORMRELAY_ENV=production"
+    )
+
+
+# -- what the README promises a newcomer ---------------------------------------------------
+KEY = r"[\w-]{16}"
+
+
+def normalise_keys(text: str) -> str:
+    """`text` with every form key (in an endpoint URL or after "key ") replaced by KEY."""
+    return re.sub(rf"(?<=/f/){KEY}|(?<=\(key ){KEY}", "KEY", text)
+
+
+def quick_start() -> list[tuple[str, str]]:
+    """The code blocks of the README's Quick start, as (language, text)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, re.S)
+
+
+def test_the_readmes_quick_start_prints_what_the_readme_shows(tmp_path):
+    """`make run`'s first two commands, then the README's own, in a fresh instance folder."""
+    env = env_for(tmp_path)
+    env.pop("PORT", None)
+    formrelay = str(BIN / "formrelay")
+    (_, make_run), (_, console), (_, html) = quick_start()
+    assert run([formrelay, "db", "upgrade"], env, tmp_path).returncode == 0
+    demo = run([formrelay, "form", "demo"], env, tmp_path)
+    assert demo.returncode == 0, demo.stderr
+
+    # `make run` "prints something like" these lines, in this order ("..." stands for others).
+    printed = iter(normalise_keys(demo.stdout).splitlines())
+    for line in normalise_keys(make_run).splitlines():
+        if line != "...":
+            assert line in printed, f"`formrelay form demo` did not print {line!r}"
+
+    command, *shown = console.splitlines()
+    assert command.startswith("$ formrelay ")
+    created = run([formrelay, *shlex.split(command)[2:]], env, tmp_path)
+    assert (created.returncode, created.stderr) == (0, "")
+    assert (
+        normalise_keys(created.stdout).splitlines() == normalise_keys("\n".join(shown)).splitlines()
+    )
+    endpoint = created.stdout.splitlines()[-1]
+    assert normalise_keys(html) == normalise_keys(snippet(endpoint))
+
+
+@pytest.mark.slow
+def test_serve_on_another_port_gives_out_its_own_address(tmp_path):
+    """Without FORMRELAY_BASE_URL the printed URL, redirects and endpoint pages follow the
+    port, and with PORT set so do the URLs `form demo` prints."""
+    port = free_port()
+    env = env_for(tmp_path)
+    env.pop("PORT", None)
+    formrelay = str(BIN / "formrelay")
+    assert run([formrelay, "db", "upgrade"], env, tmp_path).returncode == 0
+    demo = run([formrelay, "form", "demo"], {**env, "PORT": str(port)}, tmp_path)
+    endpoint = demo.stdout.splitlines()[1].removeprefix("Demo form: ")
+    assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/f/{KEY}", endpoint), demo.stdout
+
+    proc = start([formrelay, "serve", "--port", str(port)], env, tmp_path)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", proc)
+        posted = httpx.post(endpoint, data={"message": "hi"})
+        page = httpx.get(endpoint)
+    finally:
+        out = stop(proc)
+    assert out.splitlines()[0] == (
+        f"formrelay is serving http://127.0.0.1:{port}, with a worker in-process"
+    )
+    assert (posted.status_code, posted.headers["location"]) == (
+        303,
+        f"http://127.0.0.1:{port}/thanks",
+    )
+    assert (page.status_code, f'&lt;form action="{endpoint}" method="POST"&gt;' in page.text) == (
+        405,
+        True,
     )

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from formrelay.settings import FIELD_TO_VAR, ConfigError, Settings, load_settings, prepare_instance
+from formrelay.settings import (
+    DERIVED,
+    FIELD_TO_VAR,
+    ConfigError,
+    Settings,
+    load_settings,
+    prepare_instance,
+)
 
 FORMRELAY = str(Path(sys.executable).parent / "formrelay")
 
@@ -34,6 +41,8 @@ def test_defaults_need_no_configuration(tmp_path):
         "DATABASE_URL": f"sqlite:///{instance}/formrelay.sqlite3",
         "SECRET_KEY": f"(unset: development key in {instance}/secret_key)",
         "FORMRELAY_BASE_URL": "http://127.0.0.1:5000",
+        "PORT": "5000",
+        "FORMRELAY_ADMIN": "",
         "MAIL_BACKEND": "console",
         "MAIL_DEFAULT_SENDER": "formrelay@localhost",
         "FORMRELAY_MAIL_SUBJECT_PREFIX": "[formrelay]",
@@ -67,7 +76,49 @@ def test_defaults_need_no_configuration(tmp_path):
 
 
 def test_every_setting_has_an_environment_variable():
-    assert list(FIELD_TO_VAR) == [f.name for f in Settings.__dataclass_fields__.values()]
+    fields = Settings.__dataclass_fields__.values()
+    assert list(FIELD_TO_VAR) == [f.name for f in fields if not f.metadata.get(DERIVED)]
+
+
+# -- the base URL and the administrator ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("environ", "base_url"),
+    [
+        ({}, "http://127.0.0.1:5000"),
+        ({"PORT": "5081"}, "http://127.0.0.1:5081"),
+        ({"FORMRELAY_BASE_URL": ""}, "http://127.0.0.1:5000"),  # empty is unset
+        (
+            {"FORMRELAY_BASE_URL": "https://forms.example.org/", "PORT": "5081"},
+            "https://forms.example.org",
+        ),
+    ],
+)
+def test_the_base_url_is_the_local_address_on_port_unless_set(tmp_path, environ, base_url):
+    assert settings(tmp_path, **environ).base_url == base_url
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "base_url"),
+    [
+        ("127.0.0.1", 5081, "http://127.0.0.1:5081"),
+        ("0.0.0.0", 8000, "http://127.0.0.1:8000"),
+        ("localhost", 8000, "http://localhost:8000"),
+        ("::", 8000, "http://[::1]:8000"),
+        ("::1", 8000, "http://[::1]:8000"),
+    ],
+)
+def test_a_server_gives_out_its_own_address_when_no_base_url_is_set(tmp_path, host, port, base_url):
+    serving = settings(tmp_path, PORT="5000").serving_at(host, port)
+    assert (serving.base_url, serving.port) == (base_url, port)
+
+
+def test_a_server_keeps_the_base_url_that_is_set(tmp_path):
+    given = settings(tmp_path, FORMRELAY_BASE_URL="http://127.0.0.1:5000")
+    assert given.serving_at("127.0.0.1", 5081).base_url == "http://127.0.0.1:5000"
+
+
+def test_the_administrators_address_is_normalised(tmp_path):
+    assert settings(tmp_path, FORMRELAY_ADMIN=" Ann@Example.ORG ").admin_email == "ann@example.org"
 
 
 # -- the database --------------------------------------------------------------------------
@@ -225,6 +276,10 @@ BAD_VALUES = [
         {"FORMRELAY_BASE_URL": "forms.example.org"},
         "FORMRELAY_BASE_URL must be an http(s) URL, not 'forms.example.org'",
     ),
+    ({"PORT": "http"}, "PORT must be a whole number, not 'http'"),
+    ({"PORT": "0"}, "PORT must be a port number from 1 to 65535, not 0"),
+    ({"PORT": "65536"}, "PORT must be a port number from 1 to 65535, not 65536"),
+    ({"FORMRELAY_ADMIN": "ann"}, "FORMRELAY_ADMIN must be an e-mail address, not 'ann'"),
     (
         {"FORMRELAY_MAIL_CA_FILE": "/nonexistent/ca.pem"},
         "FORMRELAY_MAIL_CA_FILE does not name a file: '/nonexistent/ca.pem'",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 import threading
@@ -17,19 +18,20 @@ from sqlalchemy.orm import Session
 from . import create_app
 from .db import begin_write
 from .delivery import DeliveryFailed, create_backend
-from .delivery.message import build_test_message
+from .delivery.message import build_test_message, notification_subject
 from .extensions import db
 from .ingest import group_commit
-from .models import Form, User, utcnow
-from .services import accounts, forms
+from .models import Form, Submission, User, utcnow
+from .services import accounts, forms, inbox
 from .services.addresses import normalize_email
 from .services.errors import DomainError
 from .services.workers import outbox_status
-from .settings import ConfigError, get_settings, load_settings
+from .settings import ConfigError, get_settings, init_app, load_settings
 from .worker import make_worker
 
 DEMO_FORM_NAME = "Demo form"
-DEMO_RECIPIENT = "you@example.com"
+DEMO_RECIPIENT = "you@example.com"  # unless FORMRELAY_ADMIN names the administrator
+SUMMARY_CHARS = 60  # of a submission's fields, in `submissions list`
 
 
 def _create_app() -> Flask:
@@ -91,24 +93,37 @@ def _configure_logging() -> None:
 # -- serve and worker ----------------------------------------------------------------------
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=5000, show_default=True, envvar="PORT", help="Port (or $PORT).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Port to listen on; default: $PORT, else 5000.",
+)
 @with_appcontext
-def serve(host: str, port: int) -> None:
-    """Run the web app and a delivery worker in one process (development)."""
+def serve(host: str, port: int | None) -> None:
+    """Run the web app and a delivery worker in one process (development).
+
+    Unless FORMRELAY_BASE_URL is set, the URLs formrelay gives out (redirects, endpoints)
+    follow --host and --port."""
     from werkzeug.serving import run_simple
 
     _configure_logging()
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    # Replaced before the worker takes its copy: unless FORMRELAY_BASE_URL is set, the base
+    # URL is the address this server listens on, not the default port's.
+    given = get_settings(app)
+    port = port or given.port
+    serving = given.serving_at(host, port)
+    init_app(app, serving)
+    listening = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    click.echo(  # first, before the worker's log lines
+        f"formrelay is serving {listening}"
+        + ("" if serving.base_url == listening else f" (public URL {serving.base_url})")
+        + ", with a worker in-process"
+    )
     worker = make_worker(app)
     group_commit(app).after_commit(worker.wake)  # deliver now rather than at the next poll
     thread = threading.Thread(target=worker.run, name="formrelay-worker", daemon=True)
     thread.start()
-    public = get_settings().base_url
-    click.echo(
-        f"formrelay is serving http://{host}:{port}"
-        + ("" if public == f"http://{host}:{port}" else f" (public URL {public})")
-        + ", with a worker in-process"
-    )
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
@@ -219,7 +234,8 @@ def form() -> None:
 @click.option(
     "--owner",
     "owner_email",
-    help="The owner's e-mail; default: the first admin, created if there is none.",
+    help="The owner's e-mail; default: the first admin, made from FORMRELAY_ADMIN or the "
+    "first --to if there is none.",
 )
 @with_appcontext
 def form_create(
@@ -230,11 +246,11 @@ def form_create(
     owner_email: str | None,
 ) -> None:
     """Create a form; its endpoint URL is the last line printed."""
-    _writing()
+    session = _writing()
     try:
-        owner = _owner(owner_email, default_email=recipients[0])
+        owner = _owner(session, owner_email, default_email=recipients[0])
         created = forms.create_form(
-            _session(),
+            session,
             owner,
             name=name,
             recipients=recipients,
@@ -252,26 +268,30 @@ def form_create(
     click.echo(endpoint_url(created))
 
 
-def _owner(owner_email: str | None, *, default_email: str) -> User:
-    """The named user, else the first admin, else a new admin with `default_email`."""
+def _owner(session: Session, owner_email: str | None, *, default_email: str) -> User:
+    """The named user; else the first admin; else the administrator FORMRELAY_ADMIN names,
+    made an admin; else a new admin with `default_email`."""
     if owner_email:
-        found = accounts.find_user(_session(), owner_email)
+        found = accounts.find_user(session, owner_email)
         if found is None:
             raise click.ClickException(
                 f"No user {owner_email}; create one with `formrelay user create --email ...`."
             )
         return found
-    admin = accounts.first_admin(_session())
+    admin = accounts.first_admin(session)
     if admin is not None:
         return admin
-    existing = accounts.find_user(_session(), default_email)
+    configured = get_settings().admin_email
+    if configured:
+        return accounts.ensure_admin(session, configured)  # the operator named it the admin
+    existing = accounts.find_user(session, default_email)
     if existing is not None:
         # Promoting an existing member to admin behind the operator's back would be a surprise.
         raise click.ClickException(
             f"There is no admin to own the form and {existing.email} is a user who is not one; "
             "create an admin with `formrelay user create --email E --admin`."
         )
-    return accounts.create_user(_session(), default_email, admin=True)
+    return accounts.create_user(session, default_email, admin=True)
 
 
 @form.command("list")
@@ -288,25 +308,194 @@ def form_list() -> None:
         click.echo(f"{f.key}  {f.name}  [{state}]  to: {to or '-'}  {endpoint_url(f)}")
 
 
+@form.command("show")
+@click.argument("key")
+@with_appcontext
+def form_show(key: str) -> None:
+    """Show every setting of a form, and how many submissions it has kept."""
+    session = _session()
+    try:
+        found = forms.find_form(session, key)
+    except DomainError as exc:
+        raise _fail(exc) from None
+    for line in _describe(session, found):
+        click.echo(line)
+    db.session.rollback()
+
+
+def _describe(session: Session, f: Form) -> list[str]:
+    counts = inbox.count_submissions(session, f)
+    default_subject = notification_subject(Submission(), f, get_settings())
+    recipients = [
+        f"{r.email} ({'verified' if r.verified else 'unverified: receives nothing yet'})"
+        for r in f.recipients
+    ] or ["(none)"]
+    rows = [
+        ("Name", f.name),
+        ("Key", f.key),
+        ("Endpoint", endpoint_url(f)),
+        ("Owner", f.owner.email),
+        ("State", "enabled" if f.enabled else "disabled: submissions are refused"),
+        ("Redirect", f.redirect_url or "(none: formrelay's thanks page)"),
+        ("Subject", f.subject or f"(default: {default_subject})"),
+        ("Recipients", recipients[0]),
+        *(("", more) for more in recipients[1:]),
+        ("Created", _stamp(f.created_at)),
+        ("Submissions", f"{counts.inbox} (and {counts.spam} spam)"),
+    ]
+    return [f"{label:<12} {value}".rstrip() for label, value in rows]
+
+
+@form.command("update")
+@click.argument("key")
+@click.option("--name", help="A new name.")
+@click.option("--redirect", "redirect_url", help='Where browsers go after submitting; "" clears.')
+@click.option("--subject", help='Subject of notification e-mails; "" restores the default.')
+@click.option(
+    "--add-to",
+    "add_recipients",
+    multiple=True,
+    help="Add a recipient (repeatable); verified at once.",
+)
+@click.option(
+    "--remove-to", "remove_recipients", multiple=True, help="Remove a recipient (repeatable)."
+)
+@with_appcontext
+def form_update(
+    key: str,
+    name: str | None,
+    redirect_url: str | None,
+    subject: str | None,
+    add_recipients: Sequence[str],
+    remove_recipients: Sequence[str],
+) -> None:
+    """Change a form's settings; what is not given stays as it is."""
+    changes = forms.FormChanges(
+        name=name,
+        redirect_url=redirect_url,
+        subject=subject,
+        add_recipients=add_recipients,
+        remove_recipients=remove_recipients,
+    )
+    if not changes:
+        raise click.UsageError("Nothing to change: give at least one option (see --help).")
+    session = _writing()
+    try:
+        found = forms.find_form(session, key)
+        changed = forms.update_form(session, found, changes, verified=True)
+    except DomainError as exc:
+        raise _fail(exc) from None
+    db.session.commit()
+    if not changed:
+        click.echo(f"Form {found.name!r} (key {found.key}) is unchanged.")
+        return
+    click.echo(f"Updated form {found.name!r} (key {found.key}): {', '.join(changed)}")
+    for line in _describe(session, found):
+        click.echo(line)
+    db.session.rollback()
+
+
+@form.command("disable")
+@click.argument("key")
+@with_appcontext
+def form_disable(key: str) -> None:
+    """Refuse the form's submissions (403 INACTIVE) until it is enabled again."""
+    _set_enabled(key, False)
+
+
+@form.command("enable")
+@click.argument("key")
+@with_appcontext
+def form_enable(key: str) -> None:
+    """Accept the form's submissions again."""
+    _set_enabled(key, True)
+
+
+def _set_enabled(key: str, enabled: bool) -> None:
+    session = _writing()
+    try:
+        found = forms.set_enabled(session, forms.find_form(session, key), enabled)
+    except DomainError as exc:
+        raise _fail(exc) from None
+    db.session.commit()
+    state = "enabled: it accepts submissions" if enabled else "disabled: it refuses submissions"
+    click.echo(f"Form {found.name!r} (key {found.key}) is {state}.")
+
+
+@form.command("delete")
+@click.argument("key")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def form_delete(key: str, yes: bool) -> None:
+    """Delete a form with its submissions and their deliveries (asks first)."""
+    session = _writing()
+    try:
+        found = forms.find_form(session, key)
+        counts = inbox.count_submissions(session, found)
+    except DomainError as exc:
+        raise _fail(exc) from None
+    name = found.name
+    kept = counts.inbox + counts.spam
+    if not yes and not click.confirm(
+        f"Delete form {name!r} (key {key}) and its {_submissions(kept)}? This cannot be undone",
+        err=True,
+    ):
+        db.session.rollback()
+        click.echo("Nothing was deleted.", err=True)
+        click.get_current_context().exit(1)
+    deleted = forms.delete_form(session, found)
+    db.session.commit()
+    click.echo(f"Deleted form {name!r} (key {key}) and its {_submissions(deleted)}.")
+
+
+def _submissions(n: int) -> str:
+    return f"{n} submission{'' if n == 1 else 's'}"
+
+
 @form.command("demo")
 @with_appcontext
 def form_demo() -> None:
     """Create the demo form once, then print its URL and a paste-ready HTML snippet."""
     from sqlalchemy import select
 
-    demo = _writing().scalar(select(Form).where(Form.name == DEMO_FORM_NAME).limit(1))
+    session = _writing()
+    demo = session.scalar(select(Form).where(Form.name == DEMO_FORM_NAME).limit(1))
     if demo is None:
-        owner = _owner(None, default_email=DEMO_RECIPIENT)
+        admin = get_settings().admin_email
         demo = forms.create_form(
-            _session(), owner, name=DEMO_FORM_NAME, recipients=[DEMO_RECIPIENT], verified=True
+            session,
+            _demo_owner(session),
+            name=DEMO_FORM_NAME,
+            recipients=[admin or DEMO_RECIPIENT],
+            verified=True,
         )
         db.session.commit()
     url = endpoint_url(demo)
-    click.echo(
-        f"\nDemo form: {url}\nPaste this into any web page and submit it; the "
-        f"notification for {DEMO_RECIPIENT} is printed below by the console backend.\n"
-    )
+    to = ", ".join(r.email for r in demo.recipients)
+    backend = get_settings().mail_backend
+    if backend == "console":
+        sent = (
+            f"`formrelay serve` prints the notification for {to} on its console when the "
+            "submission arrives (the console mail backend prints mail instead of sending it)."
+        )
+    else:
+        sent = f"the notification goes to {to} through {backend} (sent by the worker)."
+    click.echo(f"\nDemo form: {url}\nPaste this into any web page and submit it: {sent}\n")
     click.echo(snippet(url))
+    db.session.rollback()
+
+
+def _demo_owner(session: Session) -> User:
+    """The first admin, else the administrator FORMRELAY_ADMIN names, else a member for the
+    placeholder address: never an admin, so that the first real form makes the real one."""
+    admin = accounts.first_admin(session)
+    if admin is not None:
+        return admin
+    configured = get_settings().admin_email
+    if configured:
+        return accounts.ensure_admin(session, configured)
+    placeholder = accounts.find_user(session, DEMO_RECIPIENT)
+    return placeholder or accounts.create_user(session, DEMO_RECIPIENT)
 
 
 def endpoint_url(f: Form) -> str:
@@ -323,6 +512,54 @@ def snippet(url: str) -> str:
         '  <button type="submit">Send</button>\n'
         "</form>\n"
     )
+
+
+# -- submissions ---------------------------------------------------------------------------
+@cli.group("submissions")
+def submissions_group() -> None:
+    """Read what forms received."""
+
+
+@submissions_group.command("list")
+@click.option("--form", "form_key", metavar="KEY", help="Only this form's submissions.")
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many to show, newest first.",
+)
+@click.option("--spam", is_flag=True, help="Show the submissions marked as spam instead.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
+@with_appcontext
+def submissions_list(form_key: str | None, limit: int, spam: bool, as_json: bool) -> None:
+    """List submissions, newest first, with the state of each delivery."""
+    session = _session()
+    try:
+        only = forms.find_form(session, form_key) if form_key is not None else None
+    except DomainError as exc:
+        raise _fail(exc) from None
+    rows = inbox.list_submissions(session, form=only, spam=spam, limit=limit)
+    for s in rows:
+        if as_json:
+            click.echo(json.dumps(inbox.submission_record(s), ensure_ascii=False))
+        else:
+            click.echo(_submission_line(s))
+    if not rows and not as_json:
+        click.echo(f"No {'spam' if spam else 'submissions'} yet.")
+    db.session.rollback()
+
+
+def _submission_line(s: Submission) -> str:
+    """One line: id, time, form, the first fields and where each delivery stands."""
+    summary = "; ".join(f"{name}: {' '.join(value.split())}" for name, value in s.fields)
+    if len(summary) > SUMMARY_CHARS:
+        summary = summary[: SUMMARY_CHARS - 1] + "…"
+    if s.is_spam:
+        outcome = f"spam ({s.spam_reason})" if s.spam_reason else "spam"
+    else:
+        outcome = ", ".join(f"{d.target} {d.status}" for d in s.deliveries) or "nothing to send"
+    return f"{s.id}  {_stamp(s.created_at)}  {s.form.key}  {summary or '(empty)'}  [{outcome}]"
 
 
 # -- mail and configuration ----------------------------------------------------------------

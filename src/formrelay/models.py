@@ -53,8 +53,12 @@ def utcnow() -> datetime:
 
 
 def new_form_key() -> str:
-    """An unguessable, URL-safe public key (96 random bits)."""
-    return secrets.token_urlsafe(12)
+    """An unguessable, URL-safe public key (96 random bits, less the leading "-" that would
+    make `formrelay form show KEY` read it as an option)."""
+    while True:
+        key = secrets.token_urlsafe(12)
+        if not key.startswith("-"):
+            return key
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")

@@ -16,8 +16,12 @@ from urllib.parse import urlsplit
 from flask import Flask, current_app
 from sqlalchemy.engine import make_url
 
+from .services.addresses import normalize_email
+from .services.errors import DomainError
+
 ENVIRONMENTS = ("development", "production")
 _EXTENSION = "formrelay.settings"
+DERIVED = "derived"  # metadata of a Settings field that no variable sets
 
 
 class ConfigError(Exception):
@@ -30,7 +34,11 @@ class Settings:
     instance_path: Path = Path("instance")
     database_url: str = ""
     secret_key: str = field(default="", repr=False)
-    base_url: str = "http://127.0.0.1:5000"
+    # Unset: the local address, http://127.0.0.1:<port> (filled in by load_settings);
+    # `formrelay serve` replaces that by the address it listens on (Settings.serving_at).
+    base_url: str = ""
+    port: int = 5000
+    admin_email: str = ""
 
     mail_backend: str = "console"
     mail_default_sender: str = "formrelay@localhost"
@@ -66,9 +74,19 @@ class Settings:
     retry_max_delay_seconds: float = 6 * 3600.0
     max_attempts: int = 13
 
+    # Not a setting: whether FORMRELAY_BASE_URL gave base_url, rather than the local address.
+    base_url_is_set: bool = field(default=False, metadata={DERIVED: True})
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    def serving_at(self, host: str, port: int) -> Settings:
+        """These settings for a server listening on `host`:`port`: unless FORMRELAY_BASE_URL
+        is set, the base URL is that address (127.0.0.1 for a server on every interface)."""
+        if self.base_url_is_set:
+            return dataclasses.replace(self, port=port)
+        return dataclasses.replace(self, port=port, base_url=local_url(host, port))
 
     def masked(self) -> dict[str, str]:
         """Every effective setting by its environment name, secrets masked."""
@@ -98,6 +116,8 @@ FIELD_TO_VAR = {
     "database_url": "DATABASE_URL",
     "secret_key": "SECRET_KEY",
     "base_url": "FORMRELAY_BASE_URL",
+    "port": "PORT",
+    "admin_email": "FORMRELAY_ADMIN",
     "mail_backend": "MAIL_BACKEND",
     "mail_default_sender": "MAIL_DEFAULT_SENDER",
     "mail_subject_prefix": "FORMRELAY_MAIL_SUBJECT_PREFIX",
@@ -150,6 +170,8 @@ def load_settings(
     defaults = Settings()
     values: dict[str, object] = {}
     for f in dataclasses.fields(Settings):
+        if f.metadata.get(DERIVED):
+            continue
         var = FIELD_TO_VAR[f.name]
         raw = env.get(var)
         if raw is None:
@@ -198,10 +220,25 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
     if not s.secret_key and s.is_production:
         raise ConfigError("SECRET_KEY is required when FORMRELAY_ENV=production")
 
-    parts = urlsplit(s.base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"FORMRELAY_BASE_URL must be an http(s) URL, not {s.base_url!r}")
-    changes["base_url"] = s.base_url.rstrip("/")
+    if not 1 <= s.port <= 65535:
+        raise ConfigError(f"PORT must be a port number from 1 to 65535, not {s.port}")
+    if s.base_url:
+        parts = urlsplit(s.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"FORMRELAY_BASE_URL must be an http(s) URL, not {s.base_url!r}")
+        changes["base_url"] = s.base_url.rstrip("/")
+        changes["base_url_is_set"] = True
+    else:
+        changes["base_url"] = local_url("127.0.0.1", s.port)
+        changes["base_url_is_set"] = False
+
+    if s.admin_email:
+        try:
+            changes["admin_email"] = normalize_email(s.admin_email, "FORMRELAY_ADMIN").lower()
+        except DomainError:
+            raise ConfigError(
+                f"FORMRELAY_ADMIN must be an e-mail address, not {s.admin_email!r}"
+            ) from None
 
     from .delivery import backend_names  # the registry imports Settings for its types
 
@@ -253,6 +290,15 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
     if s.mail_timeout <= 0:  # smtplib takes 0 for a non-blocking socket: every send would fail
         raise ConfigError("FORMRELAY_MAIL_TIMEOUT must be more than 0")
     return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL of a server on this machine listening on `host`:`port`."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def prepare_instance(settings: Settings) -> Settings:

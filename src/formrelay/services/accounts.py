@@ -31,6 +31,22 @@ def create_user(session: Session, email: str, *, admin: bool = False) -> User:
     return user
 
 
+def ensure_admin(session: Session, email: str) -> User:
+    """The admin with this address: created, or given the admin role if a member has it.
+
+    For the address the operator named as the administrator (FORMRELAY_ADMIN). Raises
+    InvalidInput for a bad address.
+    """
+    address = _address(email)
+    user = find_user(session, address)
+    if user is None:
+        return create_user(session, address, admin=True)
+    if not user.is_admin:
+        user.role = get_role(session, Role.ADMIN)
+        session.flush()
+    return user
+
+
 def find_user(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(User.email == email.strip().lower()))
 

@@ -1,17 +1,21 @@
-"""Creating and listing forms and their recipients."""
+"""Forms and their recipients: creating, finding, changing, enabling and deleting them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import Form, Recipient, User, utcnow
+from ..models import Form, Recipient, Submission, User, utcnow
 from .addresses import normalize_email
-from .errors import InvalidInput, SubmissionRejected
-from .submissions import clean_subject
+from .errors import FormNotFound, InvalidInput, SubmissionRejected
+from .submissions import MAX_SUBJECT, clean_subject
 from .urls import http_url
+
+MAX_NAME = 200  # Form.name
+MAX_REDIRECT = 2000  # Form.redirect_url
 
 
 def create_form(
@@ -26,33 +30,29 @@ def create_form(
 ) -> Form:
     """Add a form. Recipients given by an operator (the CLI) may be marked verified at once.
 
-    Raises InvalidInput for a blank name, a bad address or a redirect that is not http(s).
+    Raises InvalidInput for a blank or too long name, a bad address, a redirect that is not
+    http(s) or a subject that is too long.
     """
-    name = " ".join(name.split())
-    if not name:
-        raise InvalidInput("A form needs a name.")
-    if redirect_url and not http_url(redirect_url):
-        raise InvalidInput(f"The redirect {redirect_url!r} must be an http(s) URL.")
     form = Form(
-        name=name[:200],
+        name=_name(name),
         owner=owner,
-        redirect_url=redirect_url or None,
-        subject=clean_subject(subject or ""),
+        redirect_url=_redirect(redirect_url or ""),
+        subject=_subject(subject or ""),
     )
-    seen: set[str] = set()
     for raw in recipients:
-        try:
-            address = normalize_email(raw, "recipient")
-        except SubmissionRejected:
-            raise InvalidInput(f"{raw!r} is not a valid e-mail address.") from None
-        if address.lower() in seen:
-            continue
-        seen.add(address.lower())
-        form.recipients.append(
-            Recipient(email=address, verified=verified, verified_at=utcnow() if verified else None)
-        )
+        _add_recipient(form, raw, verified=verified)
     session.add(form)
     session.flush()
+    return form
+
+
+def find_form(session: Session, key: str) -> Form:
+    """The form with this key. Raises FormNotFound."""
+    form = session.scalar(
+        select(Form).options(selectinload(Form.recipients)).where(Form.key == key)
+    )
+    if form is None:
+        raise FormNotFound(f"No form with key {key}.")
     return form
 
 
@@ -60,3 +60,146 @@ def list_forms(session: Session) -> Sequence[Form]:
     return session.scalars(
         select(Form).options(selectinload(Form.recipients)).order_by(Form.id)
     ).all()
+
+
+@dataclass(frozen=True)
+class FormChanges:
+    """What to change in a form; None (or an empty list) leaves a setting as it is.
+
+    An empty string clears the redirect or the subject. Recipients are added, then removed.
+    """
+
+    name: str | None = None
+    redirect_url: str | None = None
+    subject: str | None = None
+    add_recipients: Sequence[str] = field(default_factory=tuple)
+    remove_recipients: Sequence[str] = field(default_factory=tuple)
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.name is not None,
+                self.redirect_url is not None,
+                self.subject is not None,
+                self.add_recipients,
+                self.remove_recipients,
+            )
+        )
+
+
+def update_form(
+    session: Session, form: Form, changes: FormChanges, *, verified: bool = False
+) -> list[str]:
+    """Apply `changes` to `form`; returns the names of the settings that changed, in order.
+
+    Added recipients are marked verified when `verified` (an operator vouches for them); an
+    address already there is kept as it is, unless it was unverified and `verified` is true.
+    Raises InvalidInput for a bad value, for removing an address the form does not send to
+    and for removing every recipient; nothing is changed then.
+    """
+    # Every value is checked before anything changes, so that a refusal leaves the form whole.
+    name = None if changes.name is None else _name(changes.name)
+    redirect = None if changes.redirect_url is None else _redirect(changes.redirect_url)
+    subject = None if changes.subject is None else _subject(changes.subject)
+    adding = [_address(raw) for raw in changes.add_recipients]
+    removing = [_address(raw).lower() for raw in changes.remove_recipients]
+    current = {r.email.lower() for r in form.recipients}
+    for address in removing:
+        if address not in current and address not in {a.lower() for a in adding}:
+            raise InvalidInput(f"{address} is not a recipient of this form.")
+    if not current.union(a.lower() for a in adding).difference(removing):
+        raise InvalidInput(
+            "A form needs at least one recipient: add another before removing the last."
+        )
+
+    changed: list[str] = []
+    if name is not None and name != form.name:
+        form.name = name
+        changed.append("name")
+    if changes.redirect_url is not None and redirect != form.redirect_url:
+        form.redirect_url = redirect
+        changed.append("redirect")
+    if changes.subject is not None and subject != form.subject:
+        form.subject = subject
+        changed.append("subject")
+    before = [(r.email, r.verified) for r in form.recipients]
+    for address in adding:
+        _add_recipient(form, address, verified=verified)
+    for recipient in [r for r in form.recipients if r.email.lower() in removing]:
+        form.recipients.remove(recipient)
+    if [(r.email, r.verified) for r in form.recipients] != before:
+        changed.append("recipients")
+    session.flush()
+    return changed
+
+
+def set_enabled(session: Session, form: Form, enabled: bool) -> Form:
+    """Enable or disable `form`: a disabled form refuses submissions (INACTIVE)."""
+    form.enabled = enabled
+    session.flush()
+    return form
+
+
+def delete_form(session: Session, form: Form) -> int:
+    """Delete `form` with its recipients, submissions and their deliveries; returns how many
+    submissions went with it."""
+    count = session.scalar(
+        select(func.count()).select_from(Submission).where(Submission.form_id == form.id)
+    )
+    # The database deletes the submissions and their deliveries (ON DELETE CASCADE), in
+    # one statement rather than one per row loaded here.
+    session.delete(form)
+    session.flush()
+    return count or 0
+
+
+def _name(raw: str) -> str:
+    name = " ".join(raw.split())
+    if not name:
+        raise InvalidInput("A form needs a name.")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(
+            f"A form's name can have at most {MAX_NAME} characters; this one has {len(name)}."
+        )
+    return name
+
+
+def _redirect(raw: str) -> str | None:
+    """The redirect URL, None when blank."""
+    if not raw:
+        return None
+    if not http_url(raw):
+        raise InvalidInput(f"The redirect {raw!r} must be an http(s) URL.")
+    if len(raw) > MAX_REDIRECT:
+        raise InvalidInput(
+            f"The redirect URL can have at most {MAX_REDIRECT} characters; this one has {len(raw)}."
+        )
+    return raw
+
+
+def _subject(raw: str) -> str | None:
+    """The subject as notifications use it (one line), None when blank."""
+    length = len(" ".join(raw.split()))
+    if length > MAX_SUBJECT:  # clean_subject cuts a submission's _subject; an operator's is refused
+        raise InvalidInput(
+            f"A subject can have at most {MAX_SUBJECT} characters; this one has {length}."
+        )
+    return clean_subject(raw)
+
+
+def _address(raw: str) -> str:
+    try:
+        return normalize_email(raw, "recipient")
+    except SubmissionRejected:
+        raise InvalidInput(f"{raw!r} is not a valid e-mail address.") from None
+
+
+def _add_recipient(form: Form, raw: str, *, verified: bool) -> None:
+    address = _address(raw)
+    existing = next((r for r in form.recipients if r.email.lower() == address.lower()), None)
+    if existing is None:
+        form.recipients.append(
+            Recipient(email=address, verified=verified, verified_at=utcnow() if verified else None)
+        )
+    elif verified and not existing.verified:
+        existing.verified, existing.verified_at = True, utcnow()

@@ -1,0 +1,71 @@
+"""Reading what forms received: submissions, newest first, with their deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from ..models import Form, Submission
+
+
+@dataclass(frozen=True)
+class SubmissionCounts:
+    inbox: int
+    spam: int
+
+
+def list_submissions(
+    session: Session, *, form: Form | None = None, spam: bool = False, limit: int = 20
+) -> Sequence[Submission]:
+    """The latest `limit` submissions, of `form` or of every form, newest first: the inbox,
+    or with `spam` the submissions marked as spam."""
+    query = (
+        select(Submission)
+        .options(selectinload(Submission.deliveries), selectinload(Submission.form))
+        .where(Submission.is_spam.is_(spam))
+        .order_by(Submission.created_at.desc(), Submission.id.desc())
+        .limit(limit)
+    )
+    if form is not None:
+        query = query.where(Submission.form_id == form.id)
+    return session.scalars(query).all()
+
+
+def count_submissions(session: Session, form: Form) -> SubmissionCounts:
+    """How many submissions `form` has kept, in the inbox and as spam."""
+    rows = session.execute(
+        select(Submission.is_spam, func.count())
+        .where(Submission.form_id == form.id)
+        .group_by(Submission.is_spam)
+    ).all()
+    counts = {bool(is_spam): n for is_spam, n in rows}
+    return SubmissionCounts(inbox=counts.get(False, 0), spam=counts.get(True, 0))
+
+
+def submission_record(submission: Submission) -> dict[str, Any]:
+    """A submission as plain data (JSON-ready): what exports and scripts read."""
+    return {
+        "id": submission.id,
+        "form": submission.form.key,
+        "created_at": submission.created_at.isoformat(),
+        "fields": [list(pair) for pair in submission.fields],
+        "reply_to": submission.reply_to,
+        "subject": submission.subject,
+        "spam": submission.is_spam,
+        "spam_reason": submission.spam_reason,
+        "deliveries": [
+            {
+                "channel": d.channel,
+                "target": d.target,
+                "status": d.status,
+                "attempts": d.attempts,
+                "last_error": d.last_error,
+                "sent_at": d.sent_at.isoformat() if d.sent_at else None,
+            }
+            for d in submission.deliveries
+        ],
+    }
