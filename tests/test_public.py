@@ -7,6 +7,7 @@ import json
 
 import pytest
 from sqlalchemy import func, select
+from werkzeug.datastructures import MultiDict
 
 from formrelay import create_app
 from formrelay.extensions import db
@@ -516,3 +517,232 @@ def test_the_error_page_goes_back_to_the_form_keeping_what_was_typed(client, for
     assert (
         'href="https://site.example/" onclick="if (history.length > 1) { history.back();' in r.text
     )
+
+
+# -- text that cannot be stored ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "accept"),
+    [
+        ('{"_subject": "S\\udfff", "message": "x"}', "application/json"),
+        ('{"message": "x\\ud800y"}', "application/json"),
+        ('{"na\\udc00me": "x"}', "application/json"),
+        ('{"message": ["ok", "\\ud83d"]}', "application/json"),
+        ('{"message": {"nested": "\\udfff"}}', "application/json"),
+        ('{"message": "hi", "_next": "https://site.example/\\udfff"}', BROWSER_ACCEPT),
+        ('{"message": "hi", "_replyto": "a\\ud800@example.org"}', "application/json"),
+    ],
+    ids=["_subject", "value", "name", "list value", "nested value", "_next", "_replyto"],
+)
+def test_a_lone_surrogate_anywhere_is_refused_and_nothing_is_stored(client, form, body, accept):
+    r = client.post(f"/f/{form.key}", data=body, content_type=JSON_CT, headers={"Accept": accept})
+
+    assert r.status_code == 400
+    if accept == "application/json":
+        assert r.json["errors"][0]["code"] == "INVALID_ENCODING"
+        assert "surrogate" in r.json["error"]
+    else:
+        assert "surrogate" in r.text
+    assert count(Submission) == 0 and count(Delivery) == 0
+
+
+def test_a_surrogate_pair_is_one_character_and_is_accepted(client, form):
+    r = client.post(
+        f"/f/{form.key}",
+        data='{"message": "smile \\ud83d\\ude00"}',
+        content_type=JSON_CT,
+        headers={"Accept": "application/json"},
+    )
+    assert r.status_code == 200
+    assert stored()[0].fields == [["message", "smile \U0001f600"]]
+
+
+def test_bad_submissions_posted_among_good_ones_never_fail_them(app, form):
+    """90 valid posts and 10 with a lone surrogate, concurrently, against a real server:
+    every valid one is answered 2xx and stored; each bad one gets its own 400."""
+    import threading
+
+    import httpx
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.port}/f/{form.key}"
+    bodies = [
+        f'{{"message": "bad \\udfff {n}"}}' if n % 10 == 0 else f'{{"message": "good {n}"}}'
+        for n in range(100)
+    ]
+    answers: dict[int, int] = {}
+
+    def post(n: int) -> None:
+        r = httpx.post(url, content=bodies[n], headers={"Content-Type": JSON_CT, "Accept": JSON_CT})
+        answers[n] = r.status_code
+
+    try:
+        threads = [threading.Thread(target=post, args=(n,)) for n in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+    assert {n: s for n, s in answers.items() if n % 10} == {n: 200 for n in range(100) if n % 10}
+    assert {n: s for n, s in answers.items() if not n % 10} == {n: 400 for n in range(0, 100, 10)}
+    messages = sorted(s.fields[0][1] for s in stored())
+    assert messages == sorted(f"good {n}" for n in range(100) if n % 10)
+    assert count(Delivery) == 2 * 90
+
+
+# -- repeated and hidden special fields ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("_replyto", False),
+        ("_subject", False),
+        ("_next", False),
+        ("_cc", False),
+        ("_gotcha", False),
+        ("_language", False),
+        ("_template", False),
+        ("_format", False),
+        ("_foo", True),
+        ("_source", True),
+        ("__", True),
+    ],
+)
+def test_formspree_special_names_are_not_data_but_other_underscored_names_are(
+    client, form, name, shown
+):
+    values = {
+        "_replyto": "a@example.com",
+        "_next": "https://x.example/",
+        "_cc": "c@example.com",
+        "_gotcha": "",
+    }
+    r = post_json(client, form.key, {"message": "hi", name: values.get(name, "de")})
+    assert r.status_code == 200, r.json
+    expected = [["message", "hi"]] + ([[name, values.get(name, "de")]] if shown else [])
+    assert stored()[0].fields == expected
+
+
+def test_cc_addresses_are_merged_from_every_value_and_kept_once(client, form):
+    body = [
+        ("message", "hi"),
+        ("_cc", "A@example.com, b@example.com"),
+        ("_cc", "a@example.com"),
+        ("_cc", "B@Example.com, owner@example.com"),
+        ("_cc", "TEAM@example.com"),
+    ]
+    r = client.post(f"/f/{form.key}", data=MultiDict(body), headers={"Accept": "application/json"})
+    assert r.status_code == 200, r.json
+    [s] = stored()
+    assert s.cc == ["A@example.com", "b@example.com", "owner@example.com", "TEAM@example.com"]
+    # The form's own recipients (owner@, team@) are not copied again.
+    assert [(d.target, d.cc) for d in s.deliveries] == [
+        ("owner@example.com", ["A@example.com", "b@example.com"]),
+        ("team@example.com", []),
+    ]
+
+
+def test_a_json_list_of_cc_is_merged_and_capped_in_all(client, form):
+    ok = post_json(client, form.key, {"message": "hi", "_cc": ["a@x.io", "b@x.io, c@x.io"]})
+    assert ok.status_code == 200
+    assert stored()[0].cc == ["a@x.io", "b@x.io", "c@x.io"]
+    many = post_json(
+        client, form.key, {"message": "hi", "_cc": ["a@x.io,b@x.io,c@x.io", "d@x.io,e@x.io,f@x.io"]}
+    )
+    assert many.status_code == 400
+    assert many.json["errors"] == [
+        {
+            "code": "TOO_MANY_CC",
+            "field": "_cc",
+            "message": "The _cc field lists more than 5 addresses.",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ([("email", "ann@example.org"), ("email", "not an address")], "email"),
+        ([("Email", "ann@example.org"), ("EMAIL", "x@")], "email"),
+        ([("_replyto", "ann@example.org"), ("_replyto", "nope")], "_replyto"),
+        ([("_cc", "a@example.org"), ("_cc", "nope")], "_cc"),
+        ([("_next", "https://ok.example/"), ("_next", "javascript:x")], "_next"),
+    ],
+)
+def test_every_value_of_a_repeated_special_field_is_validated(client, form, fields, field):
+    r = client.post(
+        f"/f/{form.key}",
+        data=MultiDict([("message", "hi"), *fields]),
+        headers={"Accept": "application/json"},
+    )
+    assert r.status_code == 400
+    assert [e["field"] for e in r.json["errors"]] == [field]
+    assert count(Submission) == 0
+
+
+def test_the_first_non_blank_value_of_a_repeated_special_field_is_used(client, form):
+    body = [
+        ("message", "hi"),
+        ("_subject", " "),
+        ("_subject", "First"),
+        ("_subject", "Second"),
+        ("_next", "https://one.example/"),
+        ("_next", "https://two.example/"),
+        ("email", "ann@example.org"),
+        ("email", "bob@example.org"),
+    ]
+    r = client.post(f"/f/{form.key}", data=MultiDict(body))
+    assert r.headers["Location"] == "https://one.example/"
+    [s] = stored()
+    assert (s.subject, s.reply_to) == ("First", "ann@example.org")
+
+
+# -- addresses -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("replyto", "stored_as"),
+    [
+        ("Bob <bob@example.net>", "Bob <bob@example.net>"),
+        ('"Smith, Bob" <bob@example.net>', '"Smith, Bob" <bob@example.net>'),
+        ("Zoë Café <zoe@example.net>", "Zoë Café <zoe@example.net>"),
+        ("Evil\x1b[31m <bob@example.net>", '"Evil [31m" <bob@example.net>'),
+        ("<bob@example.net>", "bob@example.net"),
+        ("ann@bücher.de", "ann@bücher.de"),
+    ],
+)
+def test_replyto_may_carry_a_display_name(client, form, replyto, stored_as):
+    r = post_json(client, form.key, {"message": "hi", "_replyto": replyto})
+    assert r.status_code == 200, r.json
+    assert stored()[0].reply_to == stored_as
+
+
+@pytest.mark.parametrize("field", ["_replyto", "email", "_cc"])
+def test_a_non_ascii_local_part_is_refused_saying_why(client, form, field):
+    r = post_json(client, form.key, {"message": "hi", field: "zoë@example.org"})
+    assert r.status_code == 400
+    assert r.json["errors"] == [
+        {
+            "code": "TYPE_EMAIL",
+            "field": field,
+            "message": f"The {field} field must be an e-mail address whose part before the @ "
+            "is ASCII (non-ASCII local parts are not supported).",
+        }
+    ]
+    assert count(Submission) == 0
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Hi\x1b[2J there", "Hi\x7f there", "Hi\x9b there", "Hi\u2028there", "Hi\x00there"],
+    ids=["ESC", "DEL", "C1", "LINE SEPARATOR", "NUL in JSON"],
+)
+def test_control_characters_never_reach_the_subject(client, form, subject):
+    r = post_json(client, form.key, {"message": "hi", "_subject": subject})
+    if "\x00" in subject:
+        assert r.status_code == 400  # NUL: refused outright, as everywhere
+        return
+    assert r.status_code == 200
+    assert stored()[0].subject in ("Hi [2J there", "Hi there")

@@ -114,6 +114,15 @@ class GroupCommit:
                 del self._queue[: self.max_batch]
             self._commit(batch)
 
+    def _notify(self) -> None:
+        # After the commit: a listener's failure must neither undo an answer nor stop the
+        # committer thread.
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("an after-commit listener failed")
+
     def _commit(self, batch: list[_Item]) -> None:
         try:
             with self.session_factory() as session:
@@ -131,24 +140,26 @@ class GroupCommit:
                 session.commit()
             for item, result in zip(batch, results, strict=True):
                 item.result = result
-            if any(isinstance(r, StoredSubmission) for r in results):
-                for listener in self._listeners:
-                    listener()
-        except SQLAlchemyError as exc:
+        except Exception as exc:
             if len(batch) > 1 and not isinstance(exc, DATABASE_AWAY):
-                # The database refused a statement, most likely for one submission's data:
-                # that one must not take down the others that arrived with it. (A failure
-                # of the database itself, one by one, would only fail each again.)
+                # The database (or its driver, binding a value) refused one submission's
+                # data, most likely: that one must not take down the others that arrived
+                # with it. (A failure of the database itself, one by one, would only fail
+                # each again.)
                 log.warning("storing %d submissions failed, now one by one: %s", len(batch), exc)
                 for item in batch:
                     self._commit([item])
                 return
-            log.error("storing %d submissions failed: %s", len(batch), exc)
-            for item in batch:
-                item.result = StorageUnavailable(str(exc))
-        except Exception as exc:  # a bug of ours: each waiting request answers 500, logged
-            for item in batch:
-                item.result = exc
+            if isinstance(exc, SQLAlchemyError):
+                log.error("storing %d submissions failed: %s", len(batch), exc)
+                for item in batch:
+                    item.result = StorageUnavailable(str(exc))
+            else:  # a bug of ours: the waiting request answers 500, logged
+                for item in batch:
+                    item.result = exc
+        else:
+            if any(isinstance(r, StoredSubmission) for r in results):
+                self._notify()
         finally:
             for item in batch:
                 item.done.set()

@@ -357,3 +357,140 @@ def test_an_address_with_a_line_break_is_refused_and_nothing_is_sent(
     assert make_worker(app).drain() == []
     assert smtp_server.received == []
     assert db.session.scalars(db.select(Submission)).all() == []
+
+
+# -- what a submitter controls, shown and sent safely ------------------------------------------
+HIDDEN = ("_replyto", "_subject", "_next", "_cc", "_gotcha", "_language", "_template", "_format")
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"), [*((name, False) for name in HIDDEN), ("_foo", True), ("_source", True)]
+)
+def test_formspree_special_names_are_hidden_and_other_underscored_names_shown(
+    send: Send, name: str, shown: bool
+) -> None:
+    value = {"_replyto": "x@example.org", "_next": "https://x.example/", "_cc": "c@example.org"}
+    fields = {"message": "hi", name: value.get(name, "" if name == "_gotcha" else "de")}
+    [received] = send(make_form(db.session), fields)
+    text, html = parts(received.message)
+
+    assert (f"\n{name}:\n" in text) is shown
+    assert (f">{name}</th>" in html) is shown
+
+
+def test_a_field_name_with_line_breaks_is_shown_escaped_on_one_line(send: Send) -> None:
+    [received] = send(
+        make_form(db.session),
+        {"message": "hi", "x\r\n\r\nAmount:\n    1000 EUR\x1b[0m": "y"},
+    )
+    text, html = parts(received.message)
+
+    assert "\nx\\r\\n\\r\\nAmount:\\n    1000 EUR\\x1b[0m:\n    y\n" in text
+    assert "\nAmount:" not in text
+    assert ">x\\r\\n\\r\\nAmount:\\n    1000 EUR\\x1b[0m</th>" in html
+
+
+def test_control_characters_are_stripped_from_the_subject(send: Send) -> None:
+    [received] = send(make_form(db.session), {"message": "hi", "_subject": "Hi\x1b[2J\x7fthere"})
+
+    assert received.message["Subject"] == "Hi [2J there"
+    assert b"\x1b" not in received.content
+
+
+@pytest.mark.parametrize(
+    ("replyto", "header", "on_the_wire"),
+    [
+        ("Bob <bob@example.net>", "Bob <bob@example.net>", b"Reply-To: Bob <bob@example.net>"),
+        (
+            "Zoë Café <zoe@example.net>",
+            "Zoë Café <zoe@example.net>",
+            b"Reply-To: =?utf-8?b?Wm/DqyBDYWbDqQ==?= <zoe@example.net>",
+        ),
+        ("ann@bücher.de", "ann@xn--bcher-kva.de", b"Reply-To: ann@xn--bcher-kva.de"),
+    ],
+    ids=["ascii name", "non-ascii name", "IDN"],
+)
+def test_reply_to_keeps_a_display_name_and_sends_an_idn_domain_ascii(
+    send: Send, replyto: str, header: str, on_the_wire: bytes
+) -> None:
+    [received] = send(make_form(db.session), {"message": "hi", "_replyto": replyto})
+
+    assert received.message["Reply-To"] == header
+    assert on_the_wire + b"\r\n" in received.content
+
+
+@pytest.fixture(params=[True, False], ids=["SMTPUTF8 offered", "SMTPUTF8 not offered"])
+def utf8_server(
+    request: pytest.FixtureRequest, app_config: dict[str, object]
+) -> Iterator[MailServer]:
+    """A real SMTP server that offers SMTPUTF8 or not (the app points at it)."""
+    with MailServer(enable_SMTPUTF8=request.param) as server:
+        point_app_at(app_config, server.port)
+        yield server
+
+
+def test_idn_addresses_go_idna_encoded_in_headers_and_envelope(
+    utf8_server: MailServer, app: Flask, client: FlaskClient
+) -> None:
+    form = make_form(db.session, recipients=["owner@bücher.de"])
+    response = client.post(
+        f"/f/{form.key}",
+        data={"message": "hi", "_cc": "ann@müller.example", "_replyto": "bob@café.example"},
+    )
+    assert response.status_code == 303
+
+    assert [o.status for o in make_worker(app).drain()] == ["sent"]
+    [received] = utf8_server.received
+    assert received.rcpt_tos == ["owner@xn--bcher-kva.de", "ann@xn--mller-kva.example"]
+    message = received.message
+    assert (message["To"], message["Cc"], message["Reply-To"]) == (
+        "owner@xn--bcher-kva.de",
+        "ann@xn--mller-kva.example",
+        "bob@xn--caf-dma.example",
+    )
+    received.content.decode("ascii")
+
+
+def stored_before_todays_rules(**changes: object) -> None:
+    """Give the only delivery addresses that formrelay no longer accepts (older rows)."""
+    db.session.rollback()
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    for name, value in changes.items():
+        setattr(delivery, name, value)
+    db.session.commit()
+
+
+def test_a_stored_non_ascii_cc_goes_by_smtputf8_or_is_left_out(
+    utf8_server: MailServer, app: Flask, client: FlaskClient
+) -> None:
+    client.post(f"/f/{make_form(db.session).key}", data={"message": "hi"})
+    stored_before_todays_rules(cc=["zoë@example.org"])
+
+    assert [o.status for o in make_worker(app).drain()] == ["sent"]
+    [received] = utf8_server.received
+    if utf8_server.controller.SMTP_kwargs.get("enable_SMTPUTF8"):
+        assert received.rcpt_tos == [OWNER, "zoë@example.org"]
+    else:  # the owner's copy still leaves
+        assert received.rcpt_tos == [OWNER]
+
+
+def test_a_stored_non_ascii_recipient_goes_by_smtputf8_or_fails_saying_why(
+    utf8_server: MailServer, app: Flask, client: FlaskClient
+) -> None:
+    client.post(f"/f/{make_form(db.session).key}", data={"message": "hi"})
+    stored_before_todays_rules(target="zoë@example.org")
+
+    [outcome] = make_worker(app).drain()
+    db.session.rollback()
+    delivery = db.session.scalars(db.select(Delivery)).one()
+    if utf8_server.controller.SMTP_kwargs.get("enable_SMTPUTF8"):
+        assert outcome.status == "sent"
+        assert [r.rcpt_tos for r in utf8_server.received] == [["zoë@example.org"]]
+    else:
+        assert (outcome.status, delivery.status) == ("dead", "dead")
+        assert delivery.last_error == (
+            f"SMTP 127.0.0.1:{utf8_server.port} cannot deliver to or from zoë@example.org: "
+            "its part before the @ is not ASCII, which needs SMTPUTF8, and SMTPUTF8 is not "
+            "offered"
+        )
+        assert utf8_server.received == []

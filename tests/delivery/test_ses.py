@@ -154,6 +154,41 @@ def test_ses_sends_the_notification_as_raw_mime(
     assert delivery.provider_message_id == raw["id"]
 
 
+def test_ses_gets_idn_addresses_idna_encoded(
+    verified_sender: SES, app: Flask, client: FlaskClient
+) -> None:
+    form = make_form(db.session, recipients=["owner@bücher.de"])
+    submit(client, form, message="hi", _cc="ann@müller.example", _replyto="bob@café.example")
+
+    assert deliver(app) == ["sent"]
+
+    [raw] = verified_sender.sent()
+    assert set(raw["destinations"]) == {"owner@xn--bcher-kva.de", "ann@xn--mller-kva.example"}
+    message = message_from_string(raw["raw_data"], policy=policy.default)
+    assert (message["To"], message["Cc"], message["Reply-To"]) == (
+        "owner@xn--bcher-kva.de",
+        "ann@xn--mller-kva.example",
+        "bob@xn--caf-dma.example",
+    )
+
+
+def test_a_stored_non_ascii_recipient_fails_at_once_on_ses_saying_why(
+    verified_sender: SES, app: Flask, client: FlaskClient
+) -> None:
+    submit(client, make_form(db.session))
+    delivery = only_delivery()
+    delivery.target = "zoë@example.org"  # stored before formrelay refused such addresses
+    db.session.commit()
+
+    assert deliver(app) == ["dead"]
+
+    assert only_delivery().last_error == (
+        "SES cannot deliver to or from zoë@example.org: its part before the @ is not ASCII, "
+        "which needs SMTPUTF8, and SMTPUTF8 is not offered"
+    )
+    assert verified_sender.sent() == []
+
+
 def test_a_sender_identity_that_is_not_verified_ends_the_delivery_at_once(
     ses: SES, app: Flask, client: FlaskClient
 ) -> None:

@@ -1,11 +1,15 @@
-"""Fuzzing POST /f/<key>: whatever a client sends, never a 500, never an unhandled error.
+"""Fuzzing POST /f/<key>: whatever a client sends, never a 500, never an unhandled error,
+and every submission accepted reaches the SMTP server.
 
 Hypothesis draws content types (valid, invalid, missing, with odd parameters), bodies
 (urlencoded with any names, values and percent-escapes, invalid UTF-8, JSON of any shape and
-encoding, multipart with odd or mismatched boundaries, truncated), and headers (Accept,
-X-Requested-With, Origin, Referer, a Content-Length that does not match). Through Flask's test
-client, then as raw bytes over real HTTP to the Procfile's web server. Quick: runs in
-`make test` too.
+encoding with lone surrogate escapes, multipart with odd or mismatched boundaries, truncated),
+values that are IDN and display-name addresses or hold control characters, and headers
+(Accept, X-Requested-With, Origin, Referer, a Content-Length that does not match). Through
+Flask's test client, each accepted submission then sent by the worker to a real SMTP server
+(aiosmtpd); then as raw bytes over real HTTP (Content-Length, chunked, chunked without its
+last chunk or with a malformed chunk header, cut short and half-closed) to the Procfile's web
+server, with a worker process mailing whatever it stored. Quick: runs in `make test` too.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from formrelay.extensions import db
+from formrelay.worker import make_worker
 
 from ..factories import make_form
-from .conftest import create_form, free_port
+from ..mailserver import MailServer
+from .conftest import create_form, delivery_statuses, wait_until
 
+JSON_TYPE = "application/json"
 FUZZ_SETTINGS = settings(
     max_examples=300,
     deadline=None,
@@ -90,8 +97,37 @@ ACCEPTS = [
 ]
 # URLs that urllib refuses (urlsplit, or .port once a redirect's Location is built).
 BAD_URLS = ["http://[::1", "https://[", "http://example.org:99999/", "http://example.org:x/"]
-SPECIAL = ["_replyto", "_subject", "_next", "_cc", "_gotcha", "email", "Email", "message", ""]
-field_names = st.one_of(st.sampled_from(SPECIAL), st.text(max_size=30))
+SPECIAL = [
+    "_replyto",
+    "_subject",
+    "_next",
+    "_cc",
+    "_gotcha",
+    "_language",
+    "_foo",
+    "email",
+    "Email",
+    "message",
+    "",
+]
+# IDN and display-name addresses, and some that formrelay refuses (a non-ASCII local part).
+ADDRESSES = [
+    "ann@bücher.de",
+    "ANN@BÜCHER.DE, ann@bücher.de",
+    "Bob <bob@example.net>",
+    '"Zoë, Café" <zoe@café.example>',
+    "Zoë <zoe@example.net>",
+    "zoë@example.org",
+    "owner@example.com",  # the form's own recipient
+    "<a@example.org>",
+    "Bob <bob@example.net> extra",
+]
+CONTROL_TEXT = ["red \x1b[31mtext\x1b[0m", "del\x7f", "csi\x9b2J", "bell\x07", "a\u2028b"]
+field_names = st.one_of(
+    st.sampled_from(SPECIAL),
+    st.text(max_size=30),
+    st.sampled_from(["x\r\nAmount:", "na\x1bme", "tab\tname"]),
+)
 field_values = st.one_of(
     st.sampled_from(
         [
@@ -107,9 +143,12 @@ field_values = st.one_of(
             "Hello\r\nBcc: victim@example.org",
             "x" * 5000,
             *BAD_URLS,
+            *ADDRESSES,
+            *CONTROL_TEXT,
         ]
     ),
     st.text(max_size=200),
+    st.text(st.characters(max_codepoint=0x2030), max_size=40),  # controls, C1, U+2028
     st.integers(0, 120_000).map(lambda n: "y" * n),  # around the 100 KB body limit
 )
 fields = st.builds(
@@ -132,8 +171,16 @@ def urlencoded_bodies(draw: st.DrawFn) -> bytes:
     return urlencode(pairs, encoding=how, errors="replace").encode("ascii")
 
 
+# Any code point, lone surrogates included: json.dumps writes them as "\udfff" escapes.
+any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=20)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=50)
+    | any_text
+    | st.sampled_from(ADDRESSES),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
     max_leaves=20,
 )
@@ -143,7 +190,7 @@ json_values = st.recursive(
 def json_bodies(draw: st.DrawFn) -> bytes:
     document = draw(
         st.one_of(
-            st.dictionaries(field_names, json_values, max_size=8),
+            st.dictionaries(field_names | any_text, json_values, max_size=8),
             json_values,
         )
     )
@@ -264,6 +311,7 @@ def regressions(key: str) -> list[Post]:
     """Requests that once broke the endpoint: tried first in every run."""
     form = "application/x-www-form-urlencoded"
     json_accept = {"Accept": "application/json"}
+    html = {"Accept": "text/html", "Referer": "https://example.org/contact"}
     return [
         Post("POST", f"/f/{key}", form, b"message=hi&_next=http%3A%2F%2F%5B%3A%3A1", json_accept),
         Post("POST", f"/f/{key}", form, b"message=hi&_next=%2Fx", {"Referer": "http://[::1"}),
@@ -275,6 +323,20 @@ def regressions(key: str) -> list[Post]:
         Post("POST", f"/f/{key}", form, b"email=bad", {"Referer": "http://[::1"}),
         Post("POST", f"/f/{key}", form, b"message=a%00b", json_accept),  # PostgreSQL: NUL
         Post("POST", f"/f/{key}", "application/json", b'{"a\\u0000": "b"}', json_accept),
+        # Issue 7, section 5: found by probing the running server from outside.
+        Post("POST", f"/f/{key}", JSON_TYPE, b'{"_subject": "S\\udfff", "message": "x"}', {}),
+        Post("POST", f"/f/{key}", JSON_TYPE, b'{"message": "x", "_next": "/\\udfff"}', html),
+        Post("POST", f"/f/{key}", JSON_TYPE, b'{"message": "x\\ud800"}', json_accept),
+        Post("POST", f"/f/{key}", JSON_TYPE, b'{"na\\udfffme": "x"}', json_accept),
+        Post("POST", f"/f/{key}", form, b"message=hi&_cc=ann%40b%C3%BCcher.de", {}),
+        Post("POST", f"/f/{key}", form, b"message=hi&_replyto=ann%40b%C3%BCcher.de", {}),
+        Post("POST", f"/f/{key}", form, b"message=hi&_replyto=Bob+%3Cbob%40example.net%3E", {}),
+        Post("POST", f"/f/{key}", form, b"message=hi&_subject=a%1B%5B2Jb%7F", {}),
+        Post("POST", f"/f/{key}", form, b"x%0D%0AAmount%3A=1&message=hi", {}),
+        Post(
+            "POST", f"/f/{key}", form, b"m=1&_cc=owner%40example.com&_cc=A%40x.io&_cc=a%40x.io", {}
+        ),
+        Post("POST", f"/f/{key}", form, b"m=1&email=a%40x.io&email=bad", json_accept),
     ]
 
 
@@ -289,9 +351,12 @@ def keys(app) -> list[str]:
     ]
 
 
-def test_fuzzed_posts_never_get_a_500_nor_log_an_unhandled_error(app, client, keys, caplog):
+def test_fuzzed_posts_never_get_a_500_and_every_accepted_one_is_mailed(
+    smtp_config, app, client, keys, smtp_server, caplog
+):
     caplog.set_level(logging.ERROR, logger="formrelay")
     statuses: dict[str, int] = {}
+    worker = make_worker(app)
 
     @FUZZ_SETTINGS
     @given(post=posts(keys))
@@ -312,40 +377,74 @@ def test_fuzzed_posts_never_get_a_500_nor_log_an_unhandled_error(app, client, ke
         else:
             outcome = f"{response.status_code} {response.mimetype}"
         statuses[outcome] = statuses.get(outcome, 0) + 1
+        follow_to_the_mail_server(worker, smtp_server)
 
     for known in regressions(keys[0]):
         check = example(post=known)(check)
     check()
     print(f"\nfuzz (test client) answers: {dict(sorted(statuses.items()))}")
+    print(f"fuzz (test client) messages received by the SMTP server: {len(smtp_server.received)}")
     assert (
         len({outcome.split()[0] for outcome in statuses}) > 3
     )  # the fuzzing reached more than one kind of answer
+    assert smtp_server.received  # and accepted submissions were mailed
+
+
+def follow_to_the_mail_server(worker, smtp_server: MailServer) -> None:
+    """Send whatever the last request stored: every delivery is sent (none failed, none
+    dead), each as one message to its recipient, with one-line ASCII headers."""
+    before = len(smtp_server.received)
+    outcomes = worker.drain()
+    assert [o.status for o in outcomes] == ["sent"] * len(outcomes), outcomes
+    received = smtp_server.received[before:]
+    assert len(received) == len(outcomes)
+    for message in received:
+        assert "owner@example.com" in message.rcpt_tos
+        assert all(address.isascii() for address in message.rcpt_tos), message.rcpt_tos
+        head = message.content.split(b"\r\n\r\n", 1)[0]
+        head.decode("ascii")  # encoded words and IDNA: 7-bit on the wire
+        assert b"\x1b" not in head and b"\x7f" not in head
+        assert message.message.get_body(("plain",)) is not None
 
 
 # -- over real HTTP, to the Procfile's web server ------------------------------------------------
-def raw_request(port: int, post: Post, chunked: bool) -> bytes | None:
-    """Send `post` as raw HTTP/1.1 bytes (Content-Length as drawn, or chunked); the answer,
-    or None when the server is still waiting for the body that Content-Length promised."""
+FRAMINGS = ["length", "cut", "chunked", "length", "chunked, no last chunk", "bad chunk header"]
+
+
+def raw_request(port: int, post: Post, framing: str) -> bytes | None:
+    """Send `post` as raw HTTP/1.1 bytes, framed as drawn: Content-Length as drawn, chunked,
+    chunked without its last chunk, with a malformed chunk header, or cut in the middle of
+    its Content-Length and half-closed. The answer, or None when the server is still
+    waiting for the body that Content-Length promised."""
     lines = [f"{post.method} {post.path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
     if post.content_type is not None:
         lines.append(f"Content-Type: {post.content_type}")
     headers = dict(post.headers)
     body = post.body
-    if chunked:
+    half_close = framing in ("chunked, no last chunk", "cut")
+    if framing == "cut":
+        headers["Content-Length"] = str(len(body) + 1 + len(body) // 2)
+        body = body[: len(body) // 2]
+    elif framing != "length":
         headers.pop("Content-Length", None)
         lines.append("Transfer-Encoding: chunked")
-        body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in _chunks(body)) + b"0\r\n\r\n"
+        framed = [b"%x\r\n%s\r\n" % (len(c), c) for c in _chunks(body)]
+        if framing == "bad chunk header":
+            framed.insert(len(framed) // 2, b"zz\r\n")
+        body = b"".join(framed) + (b"" if framing == "chunked, no last chunk" else b"0\r\n\r\n")
     else:
         headers.setdefault("Content-Length", str(len(body)))
     lines += [f"{name}: {value}" for name, value in headers.items()]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    # The write side stays open, as real clients keep it: granian (hyper) takes a half-closed
-    # connection for a client gone away and answers nothing.
+    # Otherwise the write side stays open, as real clients keep it: granian (hyper) takes a
+    # half-closed connection after a whole body for a client gone away and answers nothing.
     promised = headers.get("Content-Length", "").strip()
-    short = not chunked and promised.isdigit() and int(promised) > len(body)
+    short = framing == "length" and promised.isdigit() and int(promised) > len(body)
     with socket.create_connection(("127.0.0.1", port), timeout=1.5 if short else 3) as sock:
         with contextlib.suppress(OSError):  # the server answered before taking the whole body
             sock.sendall(head + body)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
         answer = b""
         try:
             while chunk := sock.recv(65536):
@@ -361,32 +460,56 @@ def _chunks(body: bytes, size: int = 1000) -> list[bytes]:
     return [body[i : i + size] for i in range(0, len(body), size)]
 
 
-def test_fuzzed_raw_http_never_gets_a_500_from_the_production_server(sqlite_url, stacks, tmp_path):
+def test_fuzzed_raw_http_never_gets_a_500_and_what_is_stored_is_mailed(
+    sqlite_url, stacks, tmp_path
+):
     key = create_form(sqlite_url, tmp_path / "instance")
-    stack = stacks(sqlite_url, free_port())  # no worker: nothing is sent
-    web = stack.web()
-    statuses: dict[str, int] = {}
+    with MailServer() as mail:
+        stack = stacks(sqlite_url, mail.port)
+        web = stack.web()
+        worker = stack.worker()
+        statuses: dict[str, int] = {}
+        drawn: dict[str, int] = {}
 
-    @settings(FUZZ_SETTINGS, max_examples=80)
-    @given(post=posts([key]), chunked=st.booleans())
-    def check(post: Post, chunked: bool) -> None:
-        answer = raw_request(stack.port, post, chunked)
-        if answer is None:  # waiting, rightly, for the rest of a body it was promised
-            statuses["waiting"] = statuses.get("waiting", 0) + 1
-            return
-        status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
-        assert status_line.startswith("HTTP/1.1 "), (status_line, web.describe())
-        status = status_line.split()[1]
-        statuses[status] = statuses.get(status, 0) + 1
-        assert not status.startswith("5"), (answer[:800], web.describe())
+        @settings(FUZZ_SETTINGS, max_examples=80)
+        @given(post=posts([key]), framing=st.sampled_from(FRAMINGS))
+        def check(post: Post, framing: str) -> None:
+            drawn[framing] = drawn.get(framing, 0) + 1
+            answer = raw_request(stack.port, post, framing)
+            if answer is None:  # waiting, rightly, for the rest of a body it was promised
+                statuses["waiting"] = statuses.get("waiting", 0) + 1
+                return
+            if not answer and framing in ("chunked, no last chunk", "cut"):
+                statuses["half-closed, no answer"] = statuses.get("half-closed, no answer", 0) + 1
+                return
+            status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
+            assert status_line.startswith("HTTP/1.1 "), (status_line, web.describe())
+            status = status_line.split()[1]
+            statuses[f"{status} {framing}"] = statuses.get(f"{status} {framing}", 0) + 1
+            assert not status.startswith("5"), (answer[:800], web.describe())
+            if framing == "cut" and post.method == "POST" and "/f/" in post.path:
+                assert not status.startswith("2") and status != "303", answer[:800]
 
-    for known in regressions(key):
-        check = example(post=known, chunked=False)(check)
-    check()
-    log = web.output()
+        for known in regressions(key):
+            check = example(post=known, framing="length")(check)
+        check()
+
+        # Every delivery of every stored submission reaches the SMTP server, none fails.
+        def settled() -> bool:
+            counts = delivery_statuses(sqlite_url)
+            return not any(counts[s] for s in ("pending", "sending", "failed"))
+
+        wait_until(settled, 30, worker.describe)
+        counts = delivery_statuses(sqlite_url)
     print(
         f"\nfuzz (raw HTTP to the Procfile web server) statuses: {dict(sorted(statuses.items()))}"
+        f"\nframings: {drawn}\ndeliveries: {dict(counts)}, messages received: {len(mail.received)}"
     )
+    assert counts["dead"] == 0, worker.describe()
+    assert len(mail.received) == counts["sent"] > 0
+    for received in mail.received:
+        assert all(address.isascii() for address in received.rcpt_tos)
+    log = web.output() + worker.output()
     for sign in ("unhandled error", "Traceback", "Error handling request", " ERROR "):
-        assert sign not in log, web.describe()
-    assert web.running
+        assert sign not in log, web.describe() + worker.describe()
+    assert web.running and worker.running

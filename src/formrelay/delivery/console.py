@@ -9,6 +9,7 @@ from email.message import Message
 from typing import TextIO
 
 from . import SendResult
+from .message import escape_controls
 
 _lock = threading.Lock()
 
@@ -29,13 +30,23 @@ class ConsoleBackend:
         pass
 
 
+def _decoded(value: str) -> str:
+    """A header value with its encoded words decoded; as it is when they do not decode."""
+    try:
+        return str(make_header(decode_header(value)))
+    except (UnicodeError, LookupError, ValueError):
+        return value
+
+
 def readable(message: Message) -> str:
     """The headers, then the plain-text part decoded; other parts are named, not shown.
 
     On the wire the text is quoted-printable ("Zo=C3=AB"); a developer wants to read it.
+    Control characters are shown escaped (`\\x1b`): a submission must not steer the
+    terminal it is printed on.
     """
     lines = [
-        f"{name}: {make_header(decode_header(str(value)))}"  # encoded words decoded
+        f"{name}: {escape_controls(_decoded(str(value)))}"
         for name, value in message.items()
         if name not in ("Content-Type", "Content-Transfer-Encoding")
     ]
@@ -47,7 +58,8 @@ def readable(message: Message) -> str:
         content_type = part.get_content_type()
         if content_type == "text/plain":
             charset = part.get_content_charset() or "utf-8"
-            lines += ["", payload.decode(charset, "replace").rstrip("\n")]
+            body = payload.decode(charset, "replace").replace("\r\n", "\n").rstrip("\n")
+            lines += ["", escape_controls(body, keep="\t\n")]
         else:
             lines += ["", f"[{content_type} alternative, {len(payload)} bytes]"]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ message; this takes about 0.25 ms for the same bytes on the wire.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 from email.charset import QP, Charset
@@ -23,7 +24,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from ..models import Delivery, Form, Submission
+from ..services.addresses import ascii_address, format_mailbox
+from ..services.submissions import SPECIAL_FIELDS
 from ..settings import Settings
+from . import DeliveryFailed
+
+# Shown escaped where they would break a line, fake lines or steer a terminal.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
 def nl2br(value: str) -> Markup:
@@ -85,15 +93,62 @@ _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP  # readable in the raw source, safe through 7-bit relays
 
 
+def safe_text(value: str) -> str:
+    """`value` as text that can be encoded: a lone surrogate becomes U+FFFD.
+
+    The builder never raises on stored data, whatever rules it was accepted under.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
+
+
+def visible(value: str) -> str:
+    """A field name on one line: control characters and line breaks shown escaped
+    (`\\n`, `\\x1b`), so that a name cannot fake lines of the notification."""
+    return escape_controls(safe_text(value))
+
+
+def escape_controls(value: str, keep: str = "") -> str:
+    """Control characters (C0, DEL, C1, U+2028/9) shown as escapes (`\\r`, `\\x1b`,
+    `\\u2028`), except those in `keep`."""
+    return _CONTROL_CHARACTERS.sub(lambda m: _escape(m.group(), keep), value)
+
+
+def _escape(char: str, keep: str) -> str:
+    if char in keep:
+        return char
+    return _ESCAPES.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
+def header_text(value: str) -> str:
+    """One line for a header: control characters (line breaks, ESC, DEL) become spaces."""
+    return " ".join(_CONTROL_CHARACTERS.sub(" ", safe_text(value)).split())
+
+
 def _header(value: str) -> str | Header:
     """A text header (Subject): RFC 2047 encoded words when it is not ASCII."""
+    value = header_text(value)
     return value if value.isascii() else Header(value, "utf-8")
 
 
 def _address(value: str) -> str:
-    """An address header value with its display name encoded when it is not ASCII."""
-    name, address = parseaddr(value)
-    return formataddr((name, address), "utf-8") if address else value
+    """An address header value (one mailbox): the domain IDNA-encoded, the display name
+    encoded when it is not ASCII, no control characters."""
+    name, address = parseaddr(header_text(value))
+    if not address:
+        return header_text(value)
+    address = ascii_address(address)
+    if not address.isascii():
+        # A non-ASCII local part, stored before formrelay refused them: only SMTPUTF8 can
+        # carry it (the envelope is read from this value), and compat32 writes the header
+        # as encoded words, which is no address but never fails the build.
+        return format_mailbox(name, address)
+    return formataddr((name, address), "utf-8")
 
 
 def _text_part(text: str, subtype: str) -> MIMENonMultipart:
@@ -107,20 +162,25 @@ def build_notification(delivery: Delivery, settings: Settings) -> Message:
     """The notification e-mail for one delivery of a submission."""
     submission = delivery.submission
     form = submission.form
+    values: dict[str, list[str]] = {}
+    for name, value in submission.fields:
+        if name not in SPECIAL_FIELDS:  # stored before they were all kept out of the data
+            values.setdefault(visible(name), []).append(safe_text(value))
     context = {
-        "form": form,
-        "submission": submission,
-        "values": submission.values(),
+        "form_name": header_text(form.name),
+        "values": values,
+        "referrer": header_text(submission.referrer or ""),
+        "reply_to": header_text(submission.reply_to or ""),
         "submitted_at": submission.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
     }
     msg: Message[str, str | Header] = Message(policy=WIRE)
     msg["Subject"] = _header(notification_subject(submission, form, settings))
     msg["From"] = _address(settings.mail_default_sender)
-    msg["To"] = delivery.target
+    msg["To"] = _address(delivery.target)
     if delivery.cc:
-        msg["Cc"] = ", ".join(delivery.cc)
+        msg["Cc"] = ", ".join(_address(address) for address in delivery.cc)
     if submission.reply_to:
-        msg["Reply-To"] = submission.reply_to
+        msg["Reply-To"] = _address(submission.reply_to)
     msg["Date"] = format_datetime(submission.created_at)
     msg["Message-ID"] = message_id(delivery, settings)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: vacation responders stay quiet
@@ -142,7 +202,7 @@ def build_test_message(to: str, settings: Settings) -> Message:
     msg: Message[str, str | Header] = Message(policy=WIRE)
     msg["Subject"] = _header(f"{settings.mail_subject_prefix} Test message".strip())
     msg["From"] = _address(settings.mail_default_sender)
-    msg["To"] = to
+    msg["To"] = _address(to)
     msg["Date"] = format_datetime(datetime.now(UTC))
     # Spam filters count a missing Message-ID against a message, and this one should arrive.
     msg["Message-ID"] = make_msgid("formrelay.test", domain=_domain(settings))
@@ -163,3 +223,27 @@ def header_addresses(message: Message, *headers: str) -> list[str]:
 def envelope_recipients(message: Message) -> list[str]:
     """Everyone the message goes to: To and Cc (never Bcc, which we do not set)."""
     return header_addresses(message, "To", "Cc")
+
+
+def deliverable_recipients(message: Message, *, smtputf8: bool, via: str) -> list[str]:
+    """The envelope recipients that `via` can carry.
+
+    Addresses are ASCII (IDNA domains) except a non-ASCII local part, which formrelay no
+    longer accepts but a row stored before may hold: only SMTPUTF8 carries it. A Cc that
+    cannot be carried is left out, so the form's own recipient still gets the message;
+    a recipient or sender that cannot be carried fails the delivery for good.
+    Raises DeliveryFailed(retryable=False).
+    """
+    recipients = envelope_recipients(message)
+    if smtputf8:
+        return recipients
+    to = set(header_addresses(message, "To"))
+    sender = header_addresses(message, "From")
+    stuck = [a for a in [*sender, *to] if not a.isascii()]
+    if stuck:
+        raise DeliveryFailed(
+            f"{via} cannot deliver to or from {stuck[0]}: its part before the @ is not "
+            "ASCII, which needs SMTPUTF8, and SMTPUTF8 is not offered",
+            retryable=False,
+        )
+    return [address for address in recipients if address.isascii()]

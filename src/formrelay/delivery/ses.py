@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..settings import Settings
 from . import DeliveryFailed, SendResult
-from .message import envelope_recipients
+from .message import deliverable_recipients
 
 # Errors after which the same message can never be accepted.
 PERMANENT_ERRORS = frozenset({"MessageRejected", "BadRequestException", "InvalidParameterValue"})
@@ -47,9 +47,11 @@ class SESBackend:
         return cls(client, configuration_set=s.ses_configuration_set)
 
     def send(self, message: Message) -> SendResult:
+        # The builder writes addresses ASCII (IDNA domains); SES takes nothing else.
+        recipients = deliverable_recipients(message, smtputf8=False, via="SES")
         request: dict[str, Any] = {
             "FromEmailAddress": str(message["From"]),
-            "Destination": {"ToAddresses": envelope_recipients(message)},
+            "Destination": {"ToAddresses": recipients},
             "Content": {"Raw": {"Data": message.as_bytes()}},
         }
         if self.configuration_set:

@@ -8,7 +8,7 @@ from email.message import Message
 
 from ..settings import Settings
 from . import DeliveryFailed, SendResult
-from .message import envelope_recipients, header_addresses
+from .message import deliverable_recipients, header_addresses
 
 
 class SMTPBackend:
@@ -46,15 +46,24 @@ class SMTPBackend:
         )
 
     def send(self, message: Message) -> SendResult:
-        recipients = envelope_recipients(message)
+        sender = header_addresses(message, "From")[0]
+        data = message.as_bytes()
         refused: dict[str, tuple[int, bytes]] = {}
         for _ in range(2):
             # A reused connection may have been closed by the server since (an idle timeout,
             # a cap on messages per connection): then one new connection gets the message.
             reused = self._conn is not None
             conn = self._connect()
+            # sendmail, not send_message: send_message clones the message's policy with
+            # utf8=True for a non-ASCII address, which compat32 does not take.
+            offered = conn.has_extn("smtputf8")
+            recipients = deliverable_recipients(
+                message, smtputf8=offered, via=f"SMTP {self.host}:{self.port}"
+            )
+            international = not all(a.isascii() for a in [sender, *recipients])
+            options = ["SMTPUTF8"] if international else []
             try:
-                refused = conn.send_message(message, to_addrs=recipients)
+                refused = conn.sendmail(sender, recipients, data, mail_options=options)
                 break
             except smtplib.SMTPServerDisconnected as exc:
                 self.close()

@@ -80,7 +80,8 @@ def store_submissions(
     """Store prepared submissions for the forms with these keys (not committed).
 
     Each gets one pending delivery per verified recipient of its form (none when it is
-    spam), in the session's transaction. The result says, in order, what became of each:
+    spam), in the session's transaction; the first carries the Cc addresses that are not
+    recipients already. The result says, in order, what became of each:
     stored, or FormNotFound / FormDisabled. `targets` are the forms when the caller looked
     them up already (group commit does, before it takes SQLite's write lock).
     """
@@ -108,12 +109,19 @@ def store_submissions(
     for (index, item, form, next_url), submission_id in zip(accepted, ids, strict=True):
         results[index] = StoredSubmission(submission_id, next_url)
         if item.spam_reason is None:
+            cc = _cc_beyond_recipients(item.cc, form.recipients)
             for n, to in enumerate(form.recipients):
-                cc = list(item.cc) if n == 0 else []
-                deliveries.append(_delivery_row(submission_id, to, cc))
+                deliveries.append(_delivery_row(submission_id, to, cc if n == 0 else []))
     if deliveries:
         connection.execute(_INSERT_DELIVERIES, deliveries)
     return results
+
+
+def _cc_beyond_recipients(cc: Sequence[str], recipients: Sequence[str]) -> list[str]:
+    """The Cc addresses that are not recipients of the form already (ignoring case): an
+    owner who copies themselves gets the message once."""
+    own = {address.lower() for address in recipients}
+    return [address for address in cc if address.lower() not in own]
 
 
 def _submission_row(form_id: int, item: PreparedSubmission) -> dict[str, object]:

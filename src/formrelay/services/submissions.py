@@ -14,16 +14,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Form
-from .addresses import normalize_email
+from .addresses import CONTROLS, normalize_email, normalize_mailbox
 from .errors import FieldError, FormDisabled, FormNotFound, SubmissionRejected
 from .urls import http_url
 
-# Fields that steer formrelay and are never shown as data (Formspree's names).
+# Fields that steer formrelay (Formspree's names): never stored nor shown as data.
 REPLY_TO, SUBJECT, NEXT, CC, HONEYPOT = "_replyto", "_subject", "_next", "_cc", "_gotcha"
-SPECIAL_FIELDS = frozenset({REPLY_TO, SUBJECT, NEXT, CC, HONEYPOT})
+# Formspree's other names, which formrelay accepts and does not act on (yet): hidden too, so
+# a form moved from Formspree does not show them to its owner. Any other `_x` is data.
+IGNORED_FIELDS = frozenset({"_language", "_template", "_format"})
+SPECIAL_FIELDS = frozenset({REPLY_TO, SUBJECT, NEXT, CC, HONEYPOT}) | IGNORED_FIELDS
 MAX_SUBJECT = 200
 MAX_CC = 5
-_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
+EMAIL_FIELD = "email"  # its value, in any case, is the Reply-To without _replyto
+# Line breaks, and every other C0/C1 control and DEL: a subject is one line of plain text.
+_NOT_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -61,20 +66,24 @@ def check_form(session: Session, key: str) -> None:
 def prepare_submission(fields: list[tuple[str, str]], meta: SubmissionMeta) -> PreparedSubmission:
     """Split the special fields from the data and validate them; touches no database.
 
-    A filled honeypot gives a submission marked as spam whatever else it holds, so that it
-    is answered like any success and a bot learns nothing. Raises SubmissionRejected naming
-    every invalid field.
+    A special field sent more than once has every value validated; the first non-blank
+    one is used, except `_cc`, whose addresses are all merged (at most MAX_CC in all).
+    Without `_replyto` the first field named email is the Reply-To; every one of them must
+    be an address. A
+    filled honeypot gives a submission marked as spam whatever else it holds, so that it
+    is answered like any success and a bot learns nothing. Raises SubmissionRejected
+    naming every invalid field (once each).
     """
-    special: dict[str, str] = {}
+    special: dict[str, list[str]] = {}
     data: list[tuple[str, str]] = []
     for name, value in fields:
         if name in SPECIAL_FIELDS:
-            special.setdefault(name, value)
+            special.setdefault(name, []).append(value)
         else:
             data.append((name, value))
 
-    if special.get(HONEYPOT, "").strip():
-        next_url = _lenient_next_url(special.get(NEXT, ""), meta)
+    if any(value.strip() for value in special.get(HONEYPOT, ())):
+        next_url = _lenient_next_url(special.get(NEXT, []), meta)
         return PreparedSubmission(
             data, meta, next_url=next_url, spam_reason="honeypot field was filled"
         )
@@ -86,15 +95,22 @@ def prepare_submission(fields: list[tuple[str, str]], meta: SubmissionMeta) -> P
     reply_to = next_url = None
     cc: list[str] = []
     try:
-        reply_to = _reply_to(special, data)
+        email = _first([normalize_email(v, EMAIL_FIELD) for v in _email_values(data)])
+    except SubmissionRejected as exc:
+        errors.extend(exc.errors)
+        email = None
+    try:
+        explicit = special.get(REPLY_TO, [])
+        reply_to = _first([normalize_mailbox(v, REPLY_TO) for v in explicit if v.strip()])
+    except SubmissionRejected as exc:
+        errors.extend(exc.errors)
+    reply_to = reply_to or email
+    try:
+        cc = _cc_list(special.get(CC, []))
     except SubmissionRejected as exc:
         errors.extend(exc.errors)
     try:
-        cc = _cc_list(special.get(CC, ""))
-    except SubmissionRejected as exc:
-        errors.extend(exc.errors)
-    try:
-        next_url = _next_url(special.get(NEXT, ""), meta)
+        next_url = _first([_next_url(raw, meta) for raw in special.get(NEXT, [])])
     except SubmissionRejected as exc:
         errors.extend(exc.errors)
     if errors:
@@ -103,36 +119,50 @@ def prepare_submission(fields: list[tuple[str, str]], meta: SubmissionMeta) -> P
         data,
         meta,
         reply_to=reply_to,
-        subject=clean_subject(special.get(SUBJECT, "")),
+        subject=_first([clean_subject(raw) for raw in special.get(SUBJECT, [])]),
         cc=tuple(cc),
         next_url=next_url,
     )
 
 
 def clean_subject(raw: str) -> str | None:
-    """One line, no control breaks, at most MAX_SUBJECT characters; None when blank."""
-    subject = " ".join(_LINE_BREAKS.sub(" ", raw).split())
+    """One line of text, at most MAX_SUBJECT characters; None when blank.
+
+    Line breaks and other control characters (ESC, DEL, C1) become spaces: a subject
+    goes into a header and onto terminals.
+    """
+    subject = " ".join(_NOT_IN_A_LINE.sub(" ", raw).split())
     return subject[:MAX_SUBJECT] or None
 
 
-def _reply_to(special: dict[str, str], data: list[tuple[str, str]]) -> str | None:
-    """Reply-To from _replyto, else from a field named email; both validated when given."""
-    explicit = special.get(REPLY_TO, "").strip()
-    email = next((value.strip() for name, value in data if name.lower() == "email"), "")
-    if email:
-        email = normalize_email(email, "email")
-    if explicit:
-        return normalize_email(explicit, REPLY_TO)
-    return email or None
+def _first(values: list[str | None]) -> str | None:
+    return next((value for value in values if value), None)
 
 
-def _cc_list(raw: str) -> list[str]:
-    addresses = [part.strip() for part in raw.split(",") if part.strip()]
-    if len(addresses) > MAX_CC:
+def _email_values(data: list[tuple[str, str]]) -> list[str]:
+    """The non-blank values of the fields named email (in any case): each must be an address."""
+    return [value for name, value in data if name.lower() == EMAIL_FIELD and value.strip()]
+
+
+def _cc_list(values: list[str]) -> list[str]:
+    """Every address of every _cc value, in order, de-duplicated without regard to case."""
+    addresses = _unique([part.strip() for raw in values for part in raw.split(",")])
+    if len(addresses) > MAX_CC:  # counted before the (costlier) validation of each
         raise SubmissionRejected(
             "TOO_MANY_CC", f"The {CC} field lists more than {MAX_CC} addresses.", CC
         )
-    return [normalize_email(address, CC) for address in addresses]
+    return _unique([normalize_email(address, CC) for address in addresses])
+
+
+def _unique(addresses: list[str]) -> list[str]:
+    """The non-blank addresses in order, each once, without regard to case."""
+    seen: set[str] = set()
+    unique: list[str] = []
+    for address in addresses:
+        if address and address.lower() not in seen:
+            seen.add(address.lower())
+            unique.append(address)
+    return unique
 
 
 def _next_url(raw: str, meta: SubmissionMeta) -> str | None:
@@ -140,7 +170,7 @@ def _next_url(raw: str, meta: SubmissionMeta) -> str | None:
     raw = raw.strip()
     if not raw:
         return None
-    if any(ord(ch) < 32 for ch in raw):
+    if CONTROLS.search(raw):
         raise _bad_next("must not contain control characters")
     try:
         absolute = bool(urlsplit(raw).scheme)
@@ -163,9 +193,13 @@ def _bad_next(reason: str) -> SubmissionRejected:
     return SubmissionRejected("INVALID_NEXT", f"The {NEXT} field {reason}.", NEXT)
 
 
-def _lenient_next_url(raw: str, meta: SubmissionMeta) -> str | None:
+def _lenient_next_url(values: list[str], meta: SubmissionMeta) -> str | None:
     """_next for a spam submission: an invalid one is ignored, never reported to the bot."""
-    try:
-        return _next_url(raw, meta)
-    except SubmissionRejected:
-        return None
+    for raw in values:
+        try:
+            url = _next_url(raw, meta)
+        except SubmissionRejected:
+            return None
+        if url:
+            return url
+    return None

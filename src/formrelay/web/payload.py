@@ -41,7 +41,8 @@ def parse_payload(content_type: str | None, body: bytes, *, max_fields: int) -> 
     """Decode a urlencoded, multipart or JSON body.
 
     Raises SubmissionRejected (UNSUPPORTED_CONTENT_TYPE, INVALID_ENCODING, INVALID_JSON,
-    INVALID_MULTIPART, TOO_MANY_FIELDS) when the body cannot be read as sent.
+    INVALID_MULTIPART, TOO_MANY_FIELDS) when the body cannot be read as sent, or holds
+    text that cannot be stored (NUL, lone surrogates) in any name or value.
     """
     mimetype, options = parse_options_header(content_type or "")
     mimetype = mimetype.lower()
@@ -59,15 +60,37 @@ def parse_payload(content_type: str | None, body: bytes, *, max_fields: int) -> 
             f"Content-Type {mimetype or '(none)'} is not supported; send "
             "application/x-www-form-urlencoded, multipart/form-data or application/json.",
         )
-    if any("\x00" in name or "\x00" in value for name, value in payload.fields):
-        raise SubmissionRejected(
-            "INVALID_ENCODING", "The submission contains a NUL character, which text cannot hold."
-        )
+    _refuse_unstorable_text(payload.fields)
     if len(payload.fields) > max_fields:
         raise SubmissionRejected(
             "TOO_MANY_FIELDS", f"The form has more than {max_fields} fields, the most accepted."
         )
     return payload
+
+
+def _refuse_unstorable_text(fields: list[tuple[str, str]]) -> None:
+    """Refuse what no database column can hold: NUL, and lone surrogates.
+
+    Strict UTF-8 decoding cannot produce a surrogate, but a JSON \\u escape can
+    (`"\\udfff"`): such a string cannot be encoded to store it, and one of them used to
+    fail the whole group commit it was part of. Encoding each string is the cheap test
+    (about 1 us for a typical submission, 5 us for a 100 KB value).
+    """
+    for name, value in fields:
+        if "\x00" in name or "\x00" in value:
+            raise SubmissionRejected(
+                "INVALID_ENCODING",
+                "The submission contains a NUL character, which text cannot hold.",
+            )
+        try:
+            name.encode("utf-8")
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SubmissionRejected(
+                "INVALID_ENCODING",
+                "The submission contains an unpaired UTF-16 surrogate (such as \\ud800 in "
+                "JSON), which is not text.",
+            ) from None
 
 
 def _decode(raw: bytes, what: str) -> str:

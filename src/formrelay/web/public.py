@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
+from werkzeug.exceptions import ClientDisconnected
 
 from ..extensions import db
 from ..ingest import group_commit
@@ -75,16 +76,49 @@ def options(key: str, project: str | None = None) -> Response:
 
 
 def _read_body(limit: int) -> bytes:
-    """The request body, refused past `limit` bytes whether or not Content-Length is sent."""
+    """The whole request body, refused past `limit` bytes whether or not Content-Length
+    is sent, and refused when it ends before its end (INCOMPLETE_BODY).
+
+    A client that half-closes the connection in the middle of its body must not have the
+    part it sent stored as if it were all. Read until Content-Length bytes have come or
+    the stream ends: werkzeug's LimitedStream raises ClientDisconnected at a short end,
+    granian ends the stream quietly (so the length is compared), and werkzeug's dechunker
+    (under `formrelay serve`) raises OSError at a malformed or missing chunk header.
+    Granian also ends a chunked body cut short quietly, with nothing to tell it from a
+    whole one: the JSON and multipart parsers still see the missing end.
+    """
     too_large = SubmissionRejected(
         "PAYLOAD_TOO_LARGE", f"The submission is larger than the {limit // 1024} KB accepted."
     )
-    if request.content_length is not None and request.content_length > limit:
+    expected = request.content_length
+    if expected is not None and expected > limit:
         raise too_large
-    body = request.stream.read(limit + 1)
+    wanted = limit + 1 if expected is None else expected
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        while received < wanted:
+            chunk = request.stream.read(wanted - received)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            received += len(chunk)
+    except (ClientDisconnected, OSError, ValueError):
+        raise _incomplete() from None
+    body = b"".join(chunks)
     if len(body) > limit:
         raise too_large
+    if expected is not None and len(body) < expected:
+        raise _incomplete()
     return body
+
+
+def _incomplete() -> SubmissionRejected:
+    return SubmissionRejected(
+        "INCOMPLETE_BODY",
+        "The request body ended before its end (shorter than its Content-Length, or a "
+        "chunked body cut short or malformed); nothing was stored.",
+    )
 
 
 def _meta() -> SubmissionMeta:
