@@ -34,6 +34,7 @@ from formrelay.settings import get_settings
 from .conftest import BASE_URL
 from .factories import make_form
 from .mailserver import MailServer, RecordingHandler
+from .servers import wait_until
 
 FORMRELAY = str(Path(sys.executable).with_name("formrelay"))
 SENDER = "formrelay@forms.test"
@@ -147,16 +148,6 @@ def workers(database_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerP
         if worker.process.poll() is None:
             worker.process.kill()
             worker.process.wait(10)
-
-
-def wait_until(
-    condition: Callable[[], object], timeout: float, describe: Callable[[], str] = str
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting after {timeout} s; {describe()}")
-        time.sleep(0.01)
 
 
 # -- the outbox, as the test sees it -----------------------------------------------------------

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from formrelay.extensions import db
 
 from ..factories import make_form
-from .conftest import create_form, free_port
+from ..servers import free_port
+from .conftest import create_form
 
 FUZZ_SETTINGS = settings(
     max_examples=300,
