@@ -19,7 +19,6 @@ from itertools import pairwise
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import Connection, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -27,13 +26,14 @@ from sqlalchemy.orm import sessionmaker
 
 from formrelay.delivery import Backend, DeliveryFailed, SendResult
 from formrelay.extensions import db
-from formrelay.models import Delivery, Form, Submission, utcnow
+from formrelay.models import Submission, utcnow
 from formrelay.settings import Settings, get_settings
 from formrelay.worker import Outcome, Pacer, Worker, retry_delay
 
 from .factories import make_delivery, make_form
 from .fakes import RecordingBackend
 from .servers import wait_until
+from .steps import deliveries, statuses, submit
 
 
 class Clock:
@@ -71,20 +71,6 @@ def new_worker(app: Flask, outbox: RecordingBackend, clock: Clock) -> NewWorker:
         )
 
     return build
-
-
-def submit(client: FlaskClient, form: Form, **fields: str) -> None:
-    response = client.post(f"/f/{form.key}", data=fields or {"message": "hello"})
-    assert response.status_code == 303
-
-
-def deliveries() -> list[Delivery]:
-    db.session.rollback()  # SQLite: end the test's read snapshot to see the worker's commits
-    return list(db.session.scalars(select(Delivery).order_by(Delivery.id)))
-
-
-def statuses(outcomes: list[Outcome]) -> list[str]:
-    return [o.status for o in outcomes]
 
 
 def retryable(text: str = "SMTP 451 try again later") -> DeliveryFailed:

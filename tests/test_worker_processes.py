@@ -35,6 +35,7 @@ from .conftest import BASE_URL
 from .factories import make_form
 from .mailserver import MailServer, RecordingHandler
 from .servers import wait_until
+from .steps import deliveries
 
 FORMRELAY = str(Path(sys.executable).with_name("formrelay"))
 SENDER = "formrelay@forms.test"
@@ -157,11 +158,6 @@ def submit_many(client: FlaskClient, count: int) -> None:
     for n in range(count):
         response = client.post(f"/f/{form.key}", data={"message": f"submission {n}"})
         assert response.status_code == 303
-
-
-def deliveries() -> list[Delivery]:
-    db.session.rollback()  # SQLite: end the test's read snapshot to see the workers' commits
-    return list(db.session.scalars(select(Delivery).order_by(Delivery.id)))
 
 
 def status_counts() -> Counter[str]:
