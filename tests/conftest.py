@@ -31,17 +31,15 @@ from formrelay.worker import Worker, make_worker
 
 from .fakes import RecordingBackend
 from .mailserver import MailServer, point_app_at
+from .servers import is_setting
 
 BASE_URL = "http://forms.test"
-# Variables that would leak a developer's own configuration into the tests.
-_SETTING_PREFIXES = ("FORMRELAY_", "MAIL_", "AWS_", "SES_")
-_SETTING_NAMES = ("DATABASE_URL", "SECRET_KEY", "PORT")
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith(_SETTING_PREFIXES) or name in _SETTING_NAMES:
+        if is_setting(name):
             monkeypatch.delenv(name)
 
 

@@ -5,10 +5,23 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Variables that would leak a developer's own configuration into the tests.
+SETTING_PREFIXES = ("FORMRELAY_", "MAIL_", "AWS_", "SES_")
+SETTING_NAMES = ("DATABASE_URL", "SECRET_KEY", "PORT", "WEB_CONCURRENCY")
+
+
+def is_setting(name: str) -> bool:
+    """Whether the environment variable `name` configures formrelay or its mail."""
+    return name.startswith(SETTING_PREFIXES) or name in SETTING_NAMES
+
+
+def without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` less every variable that configures formrelay (for a process of the test's)."""
+    return {name: value for name, value in environ.items() if not is_setting(name)}
 
 
 def free_port() -> int:

@@ -15,18 +15,15 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from .servers import free_port, procfile, wait_until
+from .servers import free_port, procfile, wait_until, without_settings
 
 BIN = Path(sys.executable).parent
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A clean environment: nothing of the developer's own formrelay settings leaks in."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("FORMRELAY_", "MAIL_"))}
-    keep.pop("DATABASE_URL", None)
-    keep.pop("SECRET_KEY", None)
     return {
-        **keep,
+        **without_settings(os.environ),
         "FORMRELAY_INSTANCE_PATH": str(tmp_path / "instance"),
         "PYTHONUNBUFFERED": "1",
         **extra,

@@ -42,7 +42,7 @@ from formrelay.models import Delivery, Submission
 from ..conftest import _migrate
 from ..factories import make_form
 from ..mailserver import RecordingHandler
-from ..servers import free_port, procfile, wait_until
+from ..servers import free_port, procfile, wait_until, without_settings
 
 FAULTS_DIR = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -325,12 +325,7 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        keep = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("FORMRELAY_", "MAIL_", "AWS_", "SES_"))
-            and k not in ("DATABASE_URL", "SECRET_KEY", "PORT", "WEB_CONCURRENCY")
-        }
+        keep = without_settings(os.environ)
         return {
             **keep,
             "PATH": f"{BIN}:{keep.get('PATH', '')}",
