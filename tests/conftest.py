@@ -68,7 +68,8 @@ class SQLiteDatabases:
 
 
 class PostgresDatabases:
-    """Migrates TEST_DATABASE_URL once per run and empties its tables before each test."""
+    """Migrates the PostgreSQL database at `url` once per run and empties its tables before
+    each test."""
 
     name = "postgresql"
     TABLES = "workers, deliveries, submissions, recipients, forms, users, roles"
@@ -110,7 +111,7 @@ class ScratchPostgresDatabase:
         self.host, self.port = LOCAL_POSTGRES
         self.name = f"formrelay_test_{os.getpid()}_{secrets.token_hex(4)}"
         tried: list[str] = []
-        for user in dict.fromkeys(["postgres", getpass.getuser()]):
+        for user in dict.fromkeys(["postgres", _os_user()]):
             try:
                 self._admin(user, sql.SQL("CREATE DATABASE {}"))
             except psycopg.Error as exc:
@@ -142,6 +143,13 @@ class ScratchPostgresDatabase:
             connect_timeout=5,
         ) as conn:
             conn.execute(statement.format(sql.Identifier(self.name)))
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no name (some containers)
+        return "postgres"
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
