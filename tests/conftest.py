@@ -1,20 +1,26 @@
 """Shared fixtures: an app on a fresh database (SQLite and PostgreSQL), client, runner, worker.
 
 Every test that uses `app` runs once per database backend: `[sqlite]` always, `[postgresql]`
-when TEST_DATABASE_URL names a PostgreSQL database (.ci/run sets it) and skipped otherwise.
+on the database TEST_DATABASE_URL names (.ci/run sets it) or, without it, on a database of
+the run's own that it creates on the PostgreSQL at 127.0.0.1:5432 and drops at the end. Only
+when neither is there are the `[postgresql]` tests skipped, saying what was tried.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from psycopg import sql
 from sqlalchemy import create_engine, text
 from werkzeug.test import TestResponse
 
@@ -25,17 +31,15 @@ from formrelay.worker import Worker, make_worker
 
 from .fakes import RecordingBackend
 from .mailserver import MailServer, point_app_at
+from .servers import is_setting
 
 BASE_URL = "http://forms.test"
-# Variables that would leak a developer's own configuration into the tests.
-_SETTING_PREFIXES = ("FORMRELAY_", "MAIL_", "AWS_", "SES_")
-_SETTING_NAMES = ("DATABASE_URL", "SECRET_KEY", "PORT")
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith(_SETTING_PREFIXES) or name in _SETTING_NAMES:
+        if is_setting(name):
             monkeypatch.delenv(name)
 
 
@@ -64,7 +68,8 @@ class SQLiteDatabases:
 
 
 class PostgresDatabases:
-    """Migrates TEST_DATABASE_URL once per run and empties its tables before each test."""
+    """Migrates the PostgreSQL database at `url` once per run and empties its tables before
+    each test."""
 
     name = "postgresql"
     TABLES = "workers, deliveries, submissions, recipients, forms, users, roles"
@@ -86,6 +91,67 @@ class PostgresDatabases:
         return self.url
 
 
+# Where a run without TEST_DATABASE_URL looks for a PostgreSQL to make its own database on.
+LOCAL_POSTGRES = ("127.0.0.1", 5432)
+
+
+class NoPostgres(Exception):
+    """No database could be created on LOCAL_POSTGRES; the message says what was tried."""
+
+
+class ScratchPostgresDatabase:
+    """A database of this run's own on LOCAL_POSTGRES: `formrelay_test_<pid>_<random>`, so
+    that runs side by side (two worktrees, two developers, CI) never share one.
+
+    Created through the `postgres` maintenance database, connecting as the user `postgres`,
+    then as the OS user (trust authentication, as on a developer's machine).
+    """
+
+    def __init__(self) -> None:
+        self.host, self.port = LOCAL_POSTGRES
+        self.name = f"formrelay_test_{os.getpid()}_{secrets.token_hex(4)}"
+        tried: list[str] = []
+        for user in dict.fromkeys(["postgres", _os_user()]):
+            try:
+                self._admin(user, sql.SQL("CREATE DATABASE {}"))
+            except psycopg.Error as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                tried.append(f"as {user}: {reason}")
+                continue
+            self.user = user
+            return
+        raise NoPostgres(
+            f"no PostgreSQL database could be created on {self.host}:{self.port} "
+            f"({'; '.join(tried)})"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.name}"
+
+    def drop(self) -> None:
+        """Drop the database, closing any connection a test left open."""
+        self._admin(self.user, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)"))
+
+    def _admin(self, user: str, statement: sql.SQL) -> None:
+        with psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=user,
+            dbname="postgres",
+            autocommit=True,
+            connect_timeout=5,
+        ) as conn:
+            conn.execute(statement.format(sql.Identifier(self.name)))
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no name (some containers)
+        return "postgres"
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def databases(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -94,11 +160,20 @@ def databases(
         yield SQLiteDatabases(tmp_path_factory.mktemp("sqlite"))
         return
     url = os.environ.get("TEST_DATABASE_URL")
+    scratch = None
     if not url:
-        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (postgresql://...); .ci/run sets it")
-    pg = PostgresDatabases(url, tmp_path_factory.mktemp("pg"))
-    yield pg
-    pg.engine.dispose()
+        try:
+            scratch = ScratchPostgresDatabase()
+        except NoPostgres as exc:
+            pytest.skip(f"{exc}; set TEST_DATABASE_URL=postgresql://... to name a database")
+        url = scratch.url
+    try:
+        pg = PostgresDatabases(url, tmp_path_factory.mktemp("pg"))
+        yield pg
+        pg.engine.dispose()
+    finally:
+        if scratch is not None:
+            scratch.drop()
 
 
 @pytest.fixture

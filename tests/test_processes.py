@@ -18,19 +18,15 @@ import pytest
 
 from formrelay.cli import snippet
 
-from .mailserver import free_port
+from .servers import ROOT, free_port, procfile, wait_until, without_settings
 
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A clean environment: nothing of the developer's own formrelay settings leaks in."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("FORMRELAY_", "MAIL_"))}
-    keep.pop("DATABASE_URL", None)
-    keep.pop("SECRET_KEY", None)
     return {
-        **keep,
+        **without_settings(os.environ),
         "FORMRELAY_INSTANCE_PATH": str(tmp_path / "instance"),
         "PYTHONUNBUFFERED": "1",
         **extra,
@@ -44,18 +40,20 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
 
 
 def wait_for(url: str, proc: subprocess.Popen[str], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Wait until the server at `url` answers; raises AssertionError if it exits first."""
+
+    def answers() -> bool:
         if proc.poll() is not None:
             raise AssertionError(
                 f"server exited early: {proc.stdout.read() if proc.stdout else ''}"
             )
         try:
             httpx.get(url, timeout=1)
-            return
         except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer in {timeout}s")
+            return False
+        return True
+
+    wait_until(answers, timeout, lambda: f"{url} did not answer", interval=0.1)
 
 
 def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
@@ -112,13 +110,6 @@ def test_make_run_flow_serves_the_demo_form_and_prints_its_mail(tmp_path):
     assert "Reply-To: ann@example.org" in out
     assert "Hello from the demo" in out
     assert "delivery 1: sent" in out
-
-
-def procfile(kind: str) -> list[str]:
-    """The Procfile's command for `kind`, run through a shell as Heroku and Dokku do."""
-    lines = (ROOT / "Procfile").read_text().splitlines()
-    command = next(line for line in lines if line.startswith(f"{kind}:")).split(":", 1)[1]
-    return ["/bin/sh", "-c", f"exec {command.strip()}"]
 
 
 @pytest.mark.slow

@@ -21,21 +21,22 @@ from itertools import pairwise
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
-from sqlalchemy import event, select, update
+from sqlalchemy import Connection, event, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from formrelay.delivery import Backend, DeliveryFailed, SendResult
 from formrelay.extensions import db
-from formrelay.models import Delivery, Form, Submission, WorkerHeartbeat, utcnow
+from formrelay.models import Delivery, Submission, WorkerHeartbeat, utcnow
 from formrelay.services.workers import outbox_status
 from formrelay.settings import Settings, get_settings
 from formrelay.worker import Outcome, Pacer, Worker, WorkerIdentity, retry_delay
 
-from .factories import make_form
+from .factories import make_delivery, make_form
 from .fakes import RecordingBackend
+from .servers import wait_until
+from .steps import deliveries, statuses, submit
 
 
 class Clock:
@@ -75,26 +76,6 @@ def new_worker(app: Flask, outbox: RecordingBackend, clock: Clock) -> NewWorker:
     return build
 
 
-def submit(client: FlaskClient, form: Form, **fields: str) -> None:
-    response = client.post(f"/f/{form.key}", data=fields or {"message": "hello"})
-    assert response.status_code == 303
-
-
-def deliveries() -> list[Delivery]:
-    db.session.rollback()  # SQLite: end the test's read snapshot to see the worker's commits
-    return list(db.session.scalars(select(Delivery).order_by(Delivery.id)))
-
-
-def set_delivery(delivery_id: int, **values: object) -> None:
-    db.session.rollback()
-    db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
-    db.session.commit()
-
-
-def statuses(outcomes: list[Outcome]) -> list[str]:
-    return [o.status for o in outcomes]
-
-
 def retryable(text: str = "SMTP 451 try again later") -> DeliveryFailed:
     return DeliveryFailed(text, retryable=True)
 
@@ -113,12 +94,10 @@ def retryable(text: str = "SMTP 451 try again later") -> DeliveryFailed:
     ],
 )
 def test_worker_claims_only_deliveries_that_are_due(
-    client, new_worker, outbox, clock, status, due_in_seconds, claimed
+    new_worker, outbox, clock, status, due_in_seconds, claimed
 ):
-    submit(client, make_form(db.session))
-    (delivery,) = deliveries()
     due_at = clock.now + timedelta(seconds=due_in_seconds)
-    set_delivery(delivery.id, status=status, next_attempt_at=due_at)
+    make_delivery(db.session, status=status, next_attempt_at=due_at)
 
     outcomes = new_worker().run_once()
 
@@ -127,8 +106,8 @@ def test_worker_claims_only_deliveries_that_are_due(
     assert deliveries()[0].status == ("sent" if claimed else status)
 
 
-def test_sent_delivery_records_the_provider_id_and_clears_its_lease(client, new_worker, clock):
-    submit(client, make_form(db.session))
+def test_sent_delivery_records_the_provider_id_and_clears_its_lease(new_worker, clock):
+    make_delivery(db.session)
 
     new_worker().run_once()
 
@@ -159,8 +138,8 @@ def test_idle_worker_leaves_the_sqlite_write_lock_alone(databases, database_url,
 
 
 # -- failures and backoff ------------------------------------------------------------------
-def test_retryable_failure_is_tried_again_after_a_backoff(client, new_worker, outbox, clock):
-    submit(client, make_form(db.session))
+def test_retryable_failure_is_tried_again_after_a_backoff(new_worker, outbox, clock):
+    make_delivery(db.session)
     worker = new_worker(retry_base_seconds=30)
     outbox.fail_with(retryable("SMTP 451 try again later"))
 
@@ -179,8 +158,8 @@ def test_retryable_failure_is_tried_again_after_a_backoff(client, new_worker, ou
     assert (d.status, d.attempts, d.last_error) == ("sent", 2, None)
 
 
-def test_backoff_doubles_with_each_failure_up_to_the_maximum(client, new_worker, outbox, clock):
-    submit(client, make_form(db.session))
+def test_backoff_doubles_with_each_failure_up_to_the_maximum(new_worker, outbox, clock):
+    make_delivery(db.session)
     worker = new_worker(retry_base_seconds=10, retry_max_delay_seconds=40, max_attempts=20)
     delays = []
     for _ in range(8):
@@ -223,8 +202,8 @@ def test_default_retry_schedule_spans_about_a_day():
     assert 20 * 3600 <= sum(waits) <= 36 * 3600
 
 
-def test_permanent_failure_is_dead_at_once(client, new_worker, outbox, clock):
-    submit(client, make_form(db.session))
+def test_permanent_failure_is_dead_at_once(new_worker, outbox, clock):
+    make_delivery(db.session)
     worker = new_worker()
     outbox.fail_with(DeliveryFailed("SMTP 550 no such user here", retryable=False))
 
@@ -238,8 +217,8 @@ def test_permanent_failure_is_dead_at_once(client, new_worker, outbox, clock):
     assert outbox.sent == []
 
 
-def test_worker_gives_up_after_max_attempts(client, new_worker, outbox, clock):
-    submit(client, make_form(db.session))
+def test_worker_gives_up_after_max_attempts(new_worker, outbox, clock):
+    make_delivery(db.session)
     worker = new_worker(max_attempts=3)
     outcomes = []
     for _ in range(3):
@@ -256,12 +235,12 @@ def test_worker_gives_up_after_max_attempts(client, new_worker, outbox, clock):
     assert outbox.sent == []
 
 
-def test_unexpected_error_while_sending_is_recorded_and_retried(client, new_worker, clock):
+def test_unexpected_error_while_sending_is_recorded_and_retried(new_worker, clock):
     class BrokenBackend(RecordingBackend):
         def send(self, message: Message) -> SendResult:
             raise KeyError("bug")
 
-    submit(client, make_form(db.session))
+    make_delivery(db.session)
 
     assert statuses(new_worker(BrokenBackend()).run_once()) == ["failed"]
 
@@ -270,13 +249,9 @@ def test_unexpected_error_while_sending_is_recorded_and_retried(client, new_work
 
 
 # -- leases --------------------------------------------------------------------------------
-def test_delivery_left_sending_is_reclaimed_once_its_lease_expires(
-    client, new_worker, outbox, clock
-):
-    submit(client, make_form(db.session))
-    (d,) = deliveries()
+def test_delivery_left_sending_is_reclaimed_once_its_lease_expires(new_worker, outbox, clock):
     expired = clock.now - timedelta(seconds=1)
-    set_delivery(d.id, status="sending", attempts=1, lease_expires_at=expired)
+    make_delivery(db.session, status="sending", attempts=1, lease_expires_at=expired)
 
     assert statuses(new_worker().run_once()) == ["sent"]
 
@@ -285,11 +260,10 @@ def test_delivery_left_sending_is_reclaimed_once_its_lease_expires(
     assert len(outbox.sent) == 1
 
 
-def test_a_message_that_killed_its_worker_every_time_is_given_up(client, new_worker, outbox, clock):
-    submit(client, make_form(db.session))
-    (d,) = deliveries()
+def test_a_message_that_killed_its_worker_every_time_is_given_up(new_worker, outbox, clock):
     expired = clock.now - timedelta(seconds=1)
-    set_delivery(d.id, status="sending", attempts=13, lease_expires_at=expired)  # the default
+    # 13 attempts: the default max_attempts
+    make_delivery(db.session, status="sending", attempts=13, lease_expires_at=expired)
 
     assert new_worker().run_once() == []
 
@@ -301,11 +275,9 @@ def test_a_message_that_killed_its_worker_every_time_is_given_up(client, new_wor
     assert outbox.sent == []
 
 
-def test_delivery_with_a_live_lease_is_left_to_its_worker(client, new_worker, outbox, clock):
-    submit(client, make_form(db.session))
-    (d,) = deliveries()
+def test_delivery_with_a_live_lease_is_left_to_its_worker(new_worker, outbox, clock):
     live = clock.now + timedelta(seconds=60)
-    set_delivery(d.id, status="sending", attempts=1, lease_expires_at=live)
+    make_delivery(db.session, status="sending", attempts=1, lease_expires_at=live)
 
     assert new_worker().run_once() == []
 
@@ -326,10 +298,8 @@ class InterruptedBackend(RecordingBackend):
         return super().send(message)
 
 
-def test_worker_whose_lease_was_taken_over_does_not_overwrite_the_new_holder(
-    client, new_worker, clock
-):
-    submit(client, make_form(db.session))
+def test_worker_whose_lease_was_taken_over_does_not_overwrite_the_new_holder(new_worker, clock):
+    make_delivery(db.session)
     rescuer_outbox = RecordingBackend()
     rescuer = new_worker(rescuer_outbox, lease_seconds=30)
 
@@ -374,10 +344,14 @@ class Outage:
         self.commits = 0
         self.failed = 0
 
-    def __call__(self, connection: object) -> None:
+    def __call__(self, connection: Connection) -> None:
         if self.commits:
             self.commits -= 1
             self.failed += 1
+            # The transaction goes with the connection, as it would with the server. Left
+            # open, SQLite would keep it (and its write lock) on a connection back in the pool:
+            # a Session closed after a failed commit does not roll back.
+            connection.connection.dbapi_connection.rollback()
             raise OperationalError("COMMIT", {}, ConnectionError("server closed the connection"))
 
 
@@ -390,9 +364,9 @@ def outage(app: Flask) -> Iterator[Outage]:
 
 
 def test_an_outcome_the_database_could_not_take_is_recorded_once_it_is_back(
-    client, new_worker, clock, outage, caplog
+    new_worker, clock, outage, caplog
 ):
-    submit(client, make_form(db.session))
+    make_delivery(db.session)
     # The mail server takes the message; then the database is away for two commits.
     backend = InterruptedBackend(lambda: setattr(outage, "commits", 2))
 
@@ -407,9 +381,9 @@ def test_an_outcome_the_database_could_not_take_is_recorded_once_it_is_back(
 
 
 def test_an_outcome_still_unrecorded_when_the_lease_ends_is_left_to_the_lease(
-    client, new_worker, clock, outage
+    new_worker, clock, outage
 ):
-    submit(client, make_form(db.session))
+    make_delivery(db.session)
     backend = InterruptedBackend(lambda: setattr(outage, "commits", 1000))
     started = time.monotonic()
 
@@ -423,10 +397,8 @@ def test_an_outcome_still_unrecorded_when_the_lease_ends_is_left_to_the_lease(
     assert (d.status, d.attempts) == ("sending", 1)
 
 
-def test_a_worker_asked_to_stop_while_its_database_is_away_exits_at_once(
-    client, new_worker, outage
-):
-    submit(client, make_form(db.session))
+def test_a_worker_asked_to_stop_while_its_database_is_away_exits_at_once(new_worker, outage):
+    make_delivery(db.session)
     workers: list[Worker] = []
 
     def database_goes_away_and_sigterm_arrives() -> None:
@@ -522,14 +494,6 @@ class EventLogBackend(RecordingBackend):
     def close(self) -> None:
         super().close()
         self.events.append("close")
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting after {timeout} s")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -647,6 +611,13 @@ def test_no_send_rate_never_waits():
 
 
 # -- heartbeats ----------------------------------------------------------------------------
+def set_delivery(delivery_id: int, **values: object) -> None:
+    """Put a row in the state a test needs (a lease held by some worker, say)."""
+    db.session.rollback()
+    db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+    db.session.commit()
+
+
 def heartbeat_rows() -> list[WorkerHeartbeat]:
     db.session.rollback()
     return list(db.session.scalars(select(WorkerHeartbeat)))

@@ -34,6 +34,8 @@ from formrelay.settings import get_settings
 from .conftest import BASE_URL
 from .factories import make_form
 from .mailserver import MailServer, RecordingHandler
+from .servers import wait_until
+from .steps import deliveries
 
 FORMRELAY = str(Path(sys.executable).with_name("formrelay"))
 SENDER = "formrelay@forms.test"
@@ -149,16 +151,6 @@ def workers(database_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerP
             worker.process.wait(10)
 
 
-def wait_until(
-    condition: Callable[[], object], timeout: float, describe: Callable[[], str] = str
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting after {timeout} s; {describe()}")
-        time.sleep(0.01)
-
-
 # -- the outbox, as the test sees it -----------------------------------------------------------
 def submit_many(client: FlaskClient, count: int) -> None:
     """Post `count` submissions to the form (made beforehand)."""
@@ -166,11 +158,6 @@ def submit_many(client: FlaskClient, count: int) -> None:
     for n in range(count):
         response = client.post(f"/f/{form.key}", data={"message": f"submission {n}"})
         assert response.status_code == 303
-
-
-def deliveries() -> list[Delivery]:
-    db.session.rollback()  # SQLite: end the test's read snapshot to see the workers' commits
-    return list(db.session.scalars(select(Delivery).order_by(Delivery.id)))
 
 
 def status_counts() -> Counter[str]:

@@ -19,12 +19,14 @@ from flask.testing import FlaskClient
 from moto.server import ThreadedMotoServer
 
 from formrelay.extensions import db
-from formrelay.models import Delivery, Form, utcnow
+from formrelay.models import Delivery, utcnow
 from formrelay.settings import load_settings
 from formrelay.worker import make_worker
 
 from ..factories import make_form
-from ..mailserver import SENDER, free_port
+from ..mailserver import SENDER
+from ..servers import free_port
+from ..steps import submit
 
 OWNER = "owner@example.com"
 REGION = "us-east-1"
@@ -103,11 +105,6 @@ def ses(moto_url: str, app_config: dict[str, object], aws_isolated: None) -> SES
 def verified_sender(ses: SES) -> SES:
     ses.verify(SENDER)
     return ses
-
-
-def submit(client: FlaskClient, form: Form, **fields: str) -> None:
-    response = client.post(f"/f/{form.key}", data=fields or {"message": "hello"})
-    assert response.status_code == 303
 
 
 def deliver(app: Flask) -> list[str]:

@@ -27,11 +27,13 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from formrelay.cli import cli
 from formrelay.extensions import db
-from formrelay.models import Delivery, Form, utcnow
-from formrelay.worker import Outcome, Worker, make_worker
+from formrelay.models import utcnow
+from formrelay.worker import Worker, make_worker
 
 from ..factories import make_form
-from ..mailserver import SENDER, MailServer, RecordingHandler, free_port, point_app_at
+from ..mailserver import SENDER, MailServer, RecordingHandler, point_app_at
+from ..servers import free_port
+from ..steps import deliveries, statuses, submit
 
 OWNER = "owner@example.com"
 LOGIN, PASSWORD = "formrelay", "correct horse battery staple"
@@ -226,20 +228,6 @@ def mail_worker(app: Flask, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Wo
     worker = make_worker(app)
     monkeypatch.setattr(worker, "clock", clock)
     return worker
-
-
-def submit(client: FlaskClient, form: Form, **fields: str) -> None:
-    response = client.post(f"/f/{form.key}", data=fields or {"message": "hello"})
-    assert response.status_code == 303
-
-
-def statuses(outcomes: list[Outcome]) -> list[str]:
-    return [o.status for o in outcomes]
-
-
-def deliveries() -> list[Delivery]:
-    db.session.rollback()  # end the test's read snapshot to see the worker's commits
-    return list(db.session.scalars(db.select(Delivery).order_by(Delivery.id)))
 
 
 # -- sending ---------------------------------------------------------------------------------

@@ -41,10 +41,10 @@ from formrelay.models import Delivery, Submission
 
 from ..conftest import _migrate
 from ..factories import make_form
-from ..mailserver import RecordingHandler, free_port
+from ..mailserver import RecordingHandler
+from ..servers import free_port, procfile, wait_until, without_settings
 
 FAULTS_DIR = Path(__file__).resolve().parent
-ROOT = FAULTS_DIR.parents[1]
 BIN = Path(sys.executable).parent
 RECIPIENT = "owner@example.com"
 SENDER = "formrelay@forms.example.com"
@@ -80,18 +80,6 @@ def _fault_suite_named(config: pytest.Config) -> bool:
 
 
 # -- small tools ---------------------------------------------------------------------------------
-def wait_until(
-    condition: Callable[[], object], timeout: float, describe: Callable[[], str] = str
-) -> float:
-    """Poll `condition` until it holds; returns the seconds it took. Raises AssertionError."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"still waiting after {timeout} s; {describe()}")
-        time.sleep(0.05)
-    return time.monotonic() - start
-
-
 @pytest.fixture
 def report(capsys: pytest.CaptureFixture[str]) -> Callable[..., None]:
     """Print one line of figures, past pytest's capture: `report("name", lost=0, ...)`."""
@@ -269,13 +257,6 @@ def create_form(database_url: str, instance: Path) -> str:
 
 
 # -- formrelay's processes -----------------------------------------------------------------------
-def procfile(kind: str) -> list[str]:
-    """The Procfile's command for `kind`, run through a shell as Heroku and Dokku do."""
-    lines = (ROOT / "Procfile").read_text().splitlines()
-    command = next(line for line in lines if line.startswith(f"{kind}:")).split(":", 1)[1]
-    return ["/bin/sh", "-c", f"exec {command.strip()}"]
-
-
 class Service:
     """One Procfile process (`web` or `worker`) in a process group of its own, so that kill -9
     takes the web server's main process and workers together; each run's output goes to its
@@ -344,12 +325,7 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        keep = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("FORMRELAY_", "MAIL_", "AWS_", "SES_"))
-            and k not in ("DATABASE_URL", "SECRET_KEY", "PORT", "WEB_CONCURRENCY")
-        }
+        keep = without_settings(os.environ)
         return {
             **keep,
             "PATH": f"{BIN}:{keep.get('PATH', '')}",
@@ -396,7 +372,7 @@ class Stack:
                 return False
             return True
 
-        return wait_until(answers, timeout, web.describe)
+        return wait_until(answers, timeout, web.describe, interval=0.05)
 
     def worker(self) -> Service:
         """A worker, started and looking for deliveries."""
@@ -407,7 +383,10 @@ class Stack:
     def wait_worker(self, worker: Service, timeout: float = 30) -> float:
         log = worker.logs[-1]
         return wait_until(
-            lambda: "worker started" in log.read_text(errors="replace"), timeout, worker.describe
+            lambda: "worker started" in log.read_text(errors="replace"),
+            timeout,
+            worker.describe,
+            interval=0.05,
         )
 
     def form_url(self, key: str) -> str:
@@ -607,7 +586,7 @@ def settle(
         return all(received[m] for m in acked)
 
     with contextlib.suppress(AssertionError):  # counted below: the figures say what is missing
-        wait_until(done, timeout)
+        wait_until(done, timeout, interval=0.05)
     stored = stored_markers(database_url)
     received = mail.markers()
     in_db = [m for m, i in acked.items() if stored.get(m) == i]

@@ -30,7 +30,8 @@ from formrelay.worker import make_worker
 
 from ..factories import make_form
 from ..mailserver import MailServer
-from .conftest import create_form, delivery_statuses, wait_until
+from ..servers import wait_until
+from .conftest import create_form, delivery_statuses
 
 JSON_TYPE = "application/json"
 FUZZ_SETTINGS = settings(

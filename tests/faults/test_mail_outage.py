@@ -7,7 +7,8 @@ from sqlalchemy import create_engine, select
 
 from formrelay.models import Delivery
 
-from .conftest import Load, create_form, settle, wait_until
+from ..servers import wait_until
+from .conftest import Load, create_form, settle
 
 
 @pytest.mark.fault
