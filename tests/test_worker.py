@@ -706,19 +706,26 @@ def test_a_row_of_an_unregistered_worker_is_reclaimed(client, new_worker, outbox
 
 
 def test_a_beat_renews_the_leases_of_what_the_worker_is_still_sending(client, new_worker, clock):
-    submit(client, make_form(db.session, recipients=("a@example.com", "b@example.com")))
+    recipients = ("a@example.com", "b@example.com", "c@example.com")
+    submit(client, make_form(db.session, recipients=recipients))
     worker = new_worker(lease_seconds=60)
-    first, second = deliveries()
-    mine = clock.now + timedelta(seconds=5)
-    set_delivery(first.id, status="sending", leased_by=worker.identity.id, lease_expires_at=mine)
-    set_delivery(second.id, status="sending", leased_by="other:1:x", lease_expires_at=mine)
+    held, abandoned, others = deliveries()
+    lease = clock.now + timedelta(seconds=5)
+    set_delivery(held.id, status="sending", leased_by=worker.identity.id, lease_expires_at=lease)
+    # Its outcome could not be recorded (the database was away): the worker let it go.
+    set_delivery(
+        abandoned.id, status="sending", leased_by=worker.identity.id, lease_expires_at=lease
+    )
+    set_delivery(others.id, status="sending", leased_by="other:1:x", lease_expires_at=lease)
+    worker.heartbeat.holding = (held.id, others.id)
     clock.advance(seconds=30)
 
     worker.heartbeat.beat()
 
-    first, second = deliveries()
-    assert first.lease_expires_at == clock.now + timedelta(seconds=60)
-    assert second.lease_expires_at == mine
+    held, abandoned, others = deliveries()
+    assert held.lease_expires_at == clock.now + timedelta(seconds=60)
+    assert abandoned.lease_expires_at == lease  # runs out: another attempt takes it
+    assert others.lease_expires_at == lease
     (row,) = heartbeat_rows()
     assert (row.id, row.heartbeat_at) == (worker.identity.id, clock.now)
     assert worker.heartbeat.valid_until == clock.now + timedelta(seconds=15)  # the grace

@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
@@ -69,12 +69,23 @@ def record_beat(session: Session, worker: WorkerIdentity, now: datetime) -> None
     )
 
 
-def renew_leases(session: Session, worker_id: str, *, until: datetime) -> None:
-    """Extend the lease of every row `worker_id` is still sending (not committed)."""
+def renew_leases(
+    session: Session, worker_id: str, delivery_ids: Sequence[int], *, until: datetime
+) -> None:
+    """Extend the leases `worker_id` holds on these rows, the ones it is still working on
+    (not committed). A row whose outcome could not be recorded (the database was away) is
+    no longer among them: its lease runs out and another attempt takes it, as after a kill,
+    rather than a live worker renewing it for ever."""
+    if not delivery_ids:
+        return
     d = _DELIVERIES.c
     session.execute(
         update(_DELIVERIES)
-        .where(d.status == DeliveryStatus.SENDING, d.leased_by == worker_id)
+        .where(
+            d.id.in_(list(delivery_ids)),
+            d.status == DeliveryStatus.SENDING,
+            d.leased_by == worker_id,
+        )
         .values(lease_expires_at=until)
     )
 
@@ -106,6 +117,9 @@ class Heartbeat:
         self.worker = worker
         self.clock = clock
         self.valid_until = datetime.min.replace(tzinfo=clock().tzinfo)
+        # The rows the worker is working on now; it replaces the tuple, never mutates it,
+        # so the beating thread reads it without a lock.
+        self.holding: tuple[int, ...] = ()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures = 0
@@ -129,6 +143,7 @@ class Heartbeat:
             renew_leases(
                 session,
                 self.worker.id,
+                self.holding,
                 until=now + timedelta(seconds=self.settings.lease_seconds),
             )
             session.execute(delete(_WORKERS).where(W.heartbeat_at < now - FORGET_AFTER))

@@ -136,20 +136,27 @@ class Worker:
             if not claims:
                 return []
             self.heartbeat.confirmed(now)
-            loaded = self._load(session, claims)
-            outcomes: list[Outcome] = []
-            for index, claim in enumerate(claims):
-                self.pacer.wait(self.stop_event)
-                # Past the claim's safe window (no beat confirmed lately) another worker may
-                # already hold the row: sending would deliver the message twice.
-                if self.stop_event.is_set() or self.clock() >= self.heartbeat.valid_until:
-                    release(session, claims[index:], now=self.clock())
-                    break
-                delivery = loaded.get(claim.delivery_id)
-                if delivery is None:  # deleted with its submission meanwhile
-                    continue
+            self.heartbeat.holding = tuple(c.delivery_id for c in claims)
+            try:
+                return self._send_batch(session, claims)
+            finally:
+                self.heartbeat.holding = ()
+
+    def _send_batch(self, session: Session, claims: list[Claim]) -> list[Outcome]:
+        loaded = self._load(session, claims)
+        outcomes: list[Outcome] = []
+        for index, claim in enumerate(claims):
+            self.pacer.wait(self.stop_event)
+            # Past the claim's safe window (no beat confirmed lately) another worker may
+            # already hold the row: sending would deliver the message twice.
+            if self.stop_event.is_set() or self.clock() >= self.heartbeat.valid_until:
+                release(session, claims[index:], now=self.clock())
+                break
+            delivery = loaded.get(claim.delivery_id)
+            if delivery is not None:  # None: deleted with its submission meanwhile
                 outcomes.append(self._deliver(session, delivery, claim))
-            return outcomes
+            self.heartbeat.holding = tuple(c.delivery_id for c in claims[index + 1 :])
+        return outcomes
 
     def _load(self, session: Session, claims: list[Claim]) -> dict[int, Delivery]:
         # The whole batch in three queries, not three per message. Committing (not rolling
