@@ -117,6 +117,9 @@ class Heartbeat:
         self.worker = worker
         self.clock = clock
         self.valid_until = datetime.min.replace(tzinfo=clock().tzinfo)
+        # Until when the leases of what it holds last: an outcome is worth recording up to
+        # then (a message handed over and not recorded is sent again).
+        self.lease_until = self.valid_until
         # The rows the worker is working on now; it replaces the tuple, never mutates it,
         # so the beating thread reads it without a lock.
         self.holding: tuple[int, ...] = ()
@@ -133,6 +136,9 @@ class Heartbeat:
     def confirmed(self, at: datetime) -> None:
         """The database has seen this worker alive at `at` (a beat or a claim)."""
         self.valid_until = max(self.valid_until, at + self.window)
+        self.lease_until = max(
+            self.lease_until, at + timedelta(seconds=self.settings.lease_seconds)
+        )
 
     def beat(self) -> None:
         """One beat: heartbeat, lease renewal and forgetting long-dead workers, committed."""

@@ -193,6 +193,6 @@ class Worker:
         return record_while_leased(
             session,
             params,
-            seconds_left=(self.heartbeat.valid_until - self.clock()).total_seconds(),
+            seconds_left=(self.heartbeat.lease_until - self.clock()).total_seconds(),
             stop=self.stop_event,
         )
