@@ -258,12 +258,15 @@ def create_form(database_url: str, instance: Path) -> str:
 
 # -- formrelay's processes -----------------------------------------------------------------------
 class Service:
-    """One Procfile process (`web` or `worker`) in a process group of its own, so that kill -9
-    takes the web server's main process and workers together; each run's output goes to its
-    own file."""
+    """One Procfile process (`web` or `worker`), or another `command`, in a process group of
+    its own, so that kill -9 takes the web server's main process and workers together; each
+    run's output goes to its own file."""
 
-    def __init__(self, kind: str, env: dict[str, str], workdir: Path) -> None:
+    def __init__(
+        self, kind: str, env: dict[str, str], workdir: Path, command: list[str] | None = None
+    ) -> None:
         self.kind, self.env, self.workdir = kind, env, workdir
+        self.command = command or procfile(kind)
         self.logs: list[Path] = []
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -272,7 +275,7 @@ class Service:
         self.logs.append(log)
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                procfile(self.kind),
+                self.command,
                 env=self.env,
                 cwd=self.workdir,
                 stdout=out,

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,27 +55,12 @@ class TimedHandler(RecordingHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
-class ServeService(Service):
-    """`formrelay serve`: the web app and a worker in one process (group)."""
-
-    def __init__(self, env: dict[str, str], workdir: Path, port: int) -> None:
-        super().__init__("serve", env, workdir)
-        self.port = port
-
-    def start(self) -> ServeService:
-        log = self.workdir / f"serve-{len(self.logs) + 1}.log"
-        self.logs.append(log)
-        command = [str(BIN / "formrelay"), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                command,
-                env=self.env,
-                cwd=self.workdir,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
+def serve(stack: Stack) -> Service:
+    """`formrelay serve` on the stack's port: the web app and a worker in one process."""
+    command = [str(BIN / "formrelay"), "serve", "--host", "127.0.0.1", "--port", str(stack.port)]
+    service = Service("serve", stack.env(), stack.workdir, command)
+    stack.services.append(service)
+    return service.start()
 
 
 @pytest.mark.fault
@@ -98,8 +81,7 @@ def test_sigkill_under_load_then_restart_delivers_everything_within_30_s(
         stack.web()
         victim: Service = stack.worker()
     else:
-        victim = ServeService(stack.env(), stack.workdir, stack.port).start()
-        stack.services.append(victim)
+        victim = serve(stack)
         stack.wait_web(victim)
     load = Load(stack.form_url(key), duration=10.0, rate=80).start()
 

@@ -15,10 +15,9 @@ import idna
 from email_validator import EmailNotValidError, validate_email
 
 from .errors import SubmissionRejected
+from .text import one_line
 
 MAX_ADDRESS_HEADER = 320  # the column that keeps a Reply-To (name and address)
-# C0 and C1 control characters and DEL: never part of a name or a header.
-CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NAME_ADDR = re.compile(r"^(?P<name>.*?)\s*<(?P<address>[^<>]*)>\s*$", re.DOTALL)
 
 
@@ -53,7 +52,7 @@ def normalize_mailbox(value: str, field: str) -> str:
     name = match["name"].strip()
     if len(name) >= 2 and name[0] == name[-1] == '"':
         name = re.sub(r"\\(.)", r"\1", name[1:-1])
-    name = " ".join(CONTROLS.sub(" ", name).split())
+    name = one_line(name)
     if not name:
         return address
     room = MAX_ADDRESS_HEADER - len(address) - 5  # quotes, space, angle brackets

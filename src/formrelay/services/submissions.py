@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -14,8 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Form
-from .addresses import CONTROLS, normalize_email, normalize_mailbox
+from .addresses import normalize_email, normalize_mailbox
 from .errors import FieldError, FormDisabled, FormNotFound, SubmissionRejected
+from .text import CONTROL_CHARACTERS, one_line
 from .urls import http_url
 
 # Fields that steer formrelay (Formspree's names): never stored nor shown as data.
@@ -27,8 +27,6 @@ SPECIAL_FIELDS = frozenset({REPLY_TO, SUBJECT, NEXT, CC, HONEYPOT}) | IGNORED_FI
 MAX_SUBJECT = 200
 MAX_CC = 5
 EMAIL_FIELD = "email"  # its value, in any case, is the Reply-To without _replyto
-# Line breaks, and every other C0/C1 control and DEL: a subject is one line of plain text.
-_NOT_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,7 @@ def clean_subject(raw: str) -> str | None:
     Line breaks and other control characters (ESC, DEL, C1) become spaces: a subject
     goes into a header and onto terminals.
     """
-    subject = " ".join(_NOT_IN_A_LINE.sub(" ", raw).split())
+    subject = one_line(raw)
     return subject[:MAX_SUBJECT] or None
 
 
@@ -170,7 +168,7 @@ def _next_url(raw: str, meta: SubmissionMeta) -> str | None:
     raw = raw.strip()
     if not raw:
         return None
-    if CONTROLS.search(raw):
+    if CONTROL_CHARACTERS.search(raw):
         raise _bad_next("must not contain control characters")
     try:
         absolute = bool(urlsplit(raw).scheme)

@@ -100,9 +100,11 @@ def deregister(session: Session, worker: WorkerIdentity) -> None:
 class Heartbeat:
     """Beats for one worker in a thread of its own while the worker works.
 
-    `valid_until` is how long, by the worker's clock, no other worker can take over what
-    this one holds: the last confirmed beat (or claim) plus the shorter of the grace period
-    and the lease.
+    Both deadlines follow from the last time the database saw the worker alive (a beat or
+    a claim), by the worker's clock: until `valid_until` no other worker can take over what
+    this one holds (the shorter of the grace period and the lease), and until `lease_until`
+    its leases last, so an outcome is worth recording (a message handed over and not
+    recorded is sent again).
     """
 
     def __init__(
@@ -116,10 +118,7 @@ class Heartbeat:
         self.settings = settings
         self.worker = worker
         self.clock = clock
-        self.valid_until = datetime.min.replace(tzinfo=clock().tzinfo)
-        # Until when the leases of what it holds last: an outcome is worth recording up to
-        # then (a message handed over and not recorded is sent again).
-        self.lease_until = self.valid_until
+        self.confirmed_at = datetime.min.replace(tzinfo=clock().tzinfo)
         # The rows the worker is working on now; it replaces the tuple, never mutates it,
         # so the beating thread reads it without a lock.
         self.holding: tuple[int, ...] = ()
@@ -128,17 +127,17 @@ class Heartbeat:
         self._failures = 0
 
     @property
-    def window(self) -> timedelta:
-        return timedelta(
-            seconds=min(self.settings.worker_grace_seconds, self.settings.lease_seconds)
-        )
+    def lease_until(self) -> datetime:
+        return self.confirmed_at + timedelta(seconds=self.settings.lease_seconds)
+
+    @property
+    def valid_until(self) -> datetime:
+        grace = timedelta(seconds=self.settings.worker_grace_seconds)
+        return min(self.confirmed_at + grace, self.lease_until)
 
     def confirmed(self, at: datetime) -> None:
         """The database has seen this worker alive at `at` (a beat or a claim)."""
-        self.valid_until = max(self.valid_until, at + self.window)
-        self.lease_until = max(
-            self.lease_until, at + timedelta(seconds=self.settings.lease_seconds)
-        )
+        self.confirmed_at = max(self.confirmed_at, at)
 
     def beat(self) -> None:
         """One beat: heartbeat, lease renewal and forgetting long-dead workers, committed."""
