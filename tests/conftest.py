@@ -29,6 +29,7 @@ from formrelay.extensions import db
 from formrelay.settings import normalize_database_url
 from formrelay.worker import Worker, make_worker
 
+from .auth import AuthActions
 from .fakes import RecordingBackend
 from .mailserver import MailServer, point_app_at
 from .servers import is_setting
@@ -72,7 +73,7 @@ class PostgresDatabases:
     each test."""
 
     name = "postgresql"
-    TABLES = "workers, deliveries, submissions, recipients, forms, users, roles"
+    TABLES = "used_tokens, workers, deliveries, submissions, recipients, forms, users, roles"
 
     def __init__(self, url: str, root: Path) -> None:
         self.url = normalize_database_url(url, root)
@@ -250,3 +251,8 @@ def smtp_config(app_config: dict[str, object], smtp_server: MailServer) -> dict[
     """Point the test app's mail at `smtp_server` (use before `app`)."""
     point_app_at(app_config, smtp_server.port)
     return app_config
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> AuthActions:
+    return AuthActions(client)

@@ -9,9 +9,12 @@ from sqlalchemy.orm import Session, scoped_session
 
 from formrelay.db import begin_write
 from formrelay.models import Delivery, DeliveryStatus, Form, Submission, User, utcnow
-from formrelay.services import accounts, forms
+from formrelay.services import accounts, forms, passwords
 
 AnySession = Session | scoped_session[Session]
+
+
+PASSWORD = "correct horse battery staple"
 
 
 def make_user(
@@ -19,9 +22,21 @@ def make_user(
     email: str = "owner@example.com",
     *,
     admin: bool = True,
+    password: str | None = PASSWORD,
+    confirmed: bool = True,
 ) -> User:
+    """The user with this address: made (with a password and a confirmed address unless
+    told otherwise) if there is none."""
     user = accounts.find_user(session, email)
-    return user or accounts.create_user(session, email, admin=admin)
+    if user is not None:
+        return user
+    user = accounts.create_user(session, email, admin=admin)
+    if password is not None:
+        user.password_hash = passwords.hash_password(password)
+    if confirmed:
+        user.confirmed_at = utcnow()
+    session.flush()
+    return user
 
 
 def make_form(

@@ -21,7 +21,7 @@ from sqlalchemy.orm import sessionmaker
 from formrelay.cli import cli
 from formrelay.db import begin_write
 from formrelay.delivery import DeliveryFailed
-from formrelay.extensions import db
+from formrelay.extensions import Base, db
 from formrelay.models import Delivery, Form, Recipient, Submission, User, new_form_key
 from formrelay.services import accounts
 
@@ -784,16 +784,8 @@ def test_db_upgrade_creates_the_tables_in_an_empty_sqlite_file(tmp_path):
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
         roles = [row[0] for row in conn.execute("SELECT name FROM roles ORDER BY name")]
-    assert tables == {
-        "alembic_version",
-        "roles",
-        "users",
-        "forms",
-        "recipients",
-        "submissions",
-        "deliveries",
-        "workers",
-    }
+    # Every model's table (search indexes add tables of their own).
+    assert {"alembic_version", *Base.metadata.tables} <= tables
     assert roles == ["admin", "member"]
 
 

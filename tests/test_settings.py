@@ -43,6 +43,8 @@ def test_defaults_need_no_configuration(tmp_path):
         "FORMRELAY_BASE_URL": "http://127.0.0.1:5000",
         "PORT": "5000",
         "FORMRELAY_ADMIN": "",
+        "FORMRELAY_REGISTRATION": "invite",
+        "RATELIMIT_STORAGE_URI": "memory://",
         "MAIL_BACKEND": "console",
         "MAIL_DEFAULT_SENDER": "formrelay@localhost",
         "FORMRELAY_MAIL_SUBJECT_PREFIX": "[formrelay]",
@@ -280,6 +282,15 @@ BAD_VALUES = [
     ({"PORT": "0"}, "PORT must be a port number from 1 to 65535, not 0"),
     ({"PORT": "65536"}, "PORT must be a port number from 1 to 65535, not 65536"),
     ({"FORMRELAY_ADMIN": "ann"}, "FORMRELAY_ADMIN must be an e-mail address, not 'ann'"),
+    (
+        {"FORMRELAY_REGISTRATION": "maybe"},
+        "FORMRELAY_REGISTRATION must be one of open, invite, closed, not 'maybe'",
+    ),
+    (
+        {"RATELIMIT_STORAGE_URI": "memcached://x"},
+        "RATELIMIT_STORAGE_URI must start with memory://, redis:// or rediss://, "
+        "not 'memcached://x'",
+    ),
     (
         {"FORMRELAY_MAIL_CA_FILE": "/nonexistent/ca.pem"},
         "FORMRELAY_MAIL_CA_FILE does not name a file: '/nonexistent/ca.pem'",

@@ -89,6 +89,17 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     role_id: Mapped[int] = mapped_column(ForeignKey("roles.id"))
     created_at: Mapped[timestamp]
+    # Set when the owner follows the confirmation link (or a sign-in link, which proves it too).
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A new address waits here until the link sent to it is followed.
+    pending_email: Mapped[str | None] = mapped_column(String(320))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # IANA zone the dashboard shows times in.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    # Part of every session's user id and every token: raising it (a password change) ends
+    # the other sessions and kills the tokens issued before.
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     role: Mapped[Role] = relationship(back_populates="users", lazy="joined")
     forms: Mapped[list[Form]] = relationship(back_populates="owner")
@@ -96,6 +107,19 @@ class User(Base):
     @property
     def is_admin(self) -> bool:
         return self.role.name == Role.ADMIN
+
+    # What Flask-Login asks of a user (its UserMixin, without importing Flask here).
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return not self.disabled
+
+    def get_id(self) -> str:
+        """The id a session carries: with the session version, so that a password change
+        (which raises it) ends every session begun before."""
+        return f"{self.id}:{self.session_version}"
 
 
 class Form(Base):
@@ -108,6 +132,8 @@ class Form(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     redirect_url: Mapped[str | None] = mapped_column(String(2000))
     subject: Mapped[str | None] = mapped_column(String(255))
+    # Keep submissions, send nothing.
+    store_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[timestamp]
 
     owner: Mapped[User] = relationship(back_populates="forms")
@@ -192,9 +218,13 @@ class Delivery(Base):
     )
 
     id: Mapped[intpk]
-    submission_id: Mapped[int] = mapped_column(
+    # None for the dashboard's own mail (confirmations, resets, invitations), which carries
+    # its finished message in `message` instead.
+    submission_id: Mapped[int | None] = mapped_column(
         ForeignKey("submissions.id", ondelete="CASCADE"), index=True
     )
+    # {"subject": ..., "text": ..., "html": ...} for the dashboard's own mail.
+    message: Mapped[dict[str, str] | None] = mapped_column(JSONType)
     channel: Mapped[str] = mapped_column(String(16), default="email")
     target: Mapped[str] = mapped_column(String(2000))
     # The submission's _cc addresses ride on its first delivery only, so each gets one copy.
@@ -212,7 +242,7 @@ class Delivery(Base):
     created_at: Mapped[timestamp]
     updated_at: Mapped[timestamp] = mapped_column(onupdate=utcnow)
 
-    submission: Mapped[Submission] = relationship(back_populates="deliveries")
+    submission: Mapped[Submission | None] = relationship(back_populates="deliveries")
 
     def __repr__(self) -> str:
         return f"<Delivery {self.id} {self.channel}:{self.target} {self.status}>"
@@ -231,5 +261,15 @@ class WorkerHeartbeat(Base):
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class UsedToken(Base):
+    """A signed link that has been followed: each one works once."""
+
+    __tablename__ = "used_tokens"
+
+    # sha256 of the token, hex.
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[timestamp]
+
+
 def all_models() -> list[type[Any]]:
-    return [Role, User, Form, Recipient, Submission, Delivery, WorkerHeartbeat]
+    return [Role, User, Form, Recipient, Submission, Delivery, WorkerHeartbeat, UsedToken]

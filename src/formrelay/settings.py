@@ -20,6 +20,8 @@ from .services.addresses import normalize_email
 from .services.errors import DomainError
 
 ENVIRONMENTS = ("development", "production")
+REGISTRATION_MODES = ("open", "invite", "closed")
+RATELIMIT_SCHEMES = ("memory://", "redis://", "rediss://", "redis+sentinel://")
 _EXTENSION = "formrelay.settings"
 DERIVED = "derived"  # metadata of a Settings field that no variable sets
 
@@ -39,6 +41,10 @@ class Settings:
     base_url: str = ""
     port: int = 5000
     admin_email: str = ""
+    # Who may create an account: anyone (open), those the admin invites (invite), nobody.
+    registration: str = "invite"
+    # Flask-Limiter's storage: memory:// (one process) or redis://... (shared).
+    ratelimit_storage_uri: str = "memory://"
 
     mail_backend: str = "console"
     mail_default_sender: str = "formrelay@localhost"
@@ -118,6 +124,8 @@ FIELD_TO_VAR = {
     "base_url": "FORMRELAY_BASE_URL",
     "port": "PORT",
     "admin_email": "FORMRELAY_ADMIN",
+    "registration": "FORMRELAY_REGISTRATION",
+    "ratelimit_storage_uri": "RATELIMIT_STORAGE_URI",
     "mail_backend": "MAIL_BACKEND",
     "mail_default_sender": "MAIL_DEFAULT_SENDER",
     "mail_subject_prefix": "FORMRELAY_MAIL_SUBJECT_PREFIX",
@@ -231,6 +239,17 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
     else:
         changes["base_url"] = local_url("127.0.0.1", s.port)
         changes["base_url_is_set"] = False
+
+    if s.registration not in REGISTRATION_MODES:
+        raise ConfigError(
+            f"FORMRELAY_REGISTRATION must be one of {', '.join(REGISTRATION_MODES)}, "
+            f"not {s.registration!r}"
+        )
+    if not s.ratelimit_storage_uri.startswith(RATELIMIT_SCHEMES):
+        raise ConfigError(
+            "RATELIMIT_STORAGE_URI must start with memory://, redis:// or rediss://, "
+            f"not {s.ratelimit_storage_uri!r}"
+        )
 
     if s.admin_email:
         try:

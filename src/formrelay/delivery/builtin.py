@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import Backend, register_backend, register_channel
-from .message import build_notification
+from .message import build_email
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -31,7 +31,7 @@ def _ses(settings: Settings) -> Backend:
     return SESBackend.from_settings(settings)
 
 
-register_channel(EMAIL, compose=build_notification, chosen=lambda s: s.mail_backend)
+register_channel(EMAIL, compose=build_email, chosen=lambda s: s.mail_backend)
 register_backend(EMAIL, "console", _console)
 register_backend(EMAIL, "smtp", _smtp)
 register_backend(EMAIL, "ses", _ses)

@@ -158,9 +158,39 @@ def _text_part(text: str, subtype: str) -> MIMENonMultipart:
     return part
 
 
+def build_email(delivery: Delivery, settings: Settings) -> Message:
+    """The e-mail one delivery sends: a submission's notification, or the dashboard's own
+    mail (a confirmation, reset or invitation) that the row carries ready-made."""
+    if delivery.submission is None:
+        return build_account_mail(delivery, settings)
+    return build_notification(delivery, settings)
+
+
+def build_account_mail(delivery: Delivery, settings: Settings) -> Message:
+    """A message the dashboard queued: subject, text and optional HTML from the row."""
+    content = delivery.message or {}
+    msg: Message[str, str | Header] = Message(policy=WIRE)
+    msg["Subject"] = _header(content.get("subject", "formrelay"))
+    msg["From"] = _address(settings.mail_default_sender)
+    msg["To"] = _address(delivery.target)
+    msg["Date"] = format_datetime(delivery.created_at)
+    msg["Message-ID"] = f"<formrelay.account.{delivery.id}@{_domain(settings)}>"
+    msg["Auto-Submitted"] = "auto-generated"
+    if not content.get("html"):
+        msg.set_payload(content.get("text", ""), _UTF8_QP)
+        return msg
+    msg["MIME-Version"] = "1.0"
+    msg["Content-Type"] = "multipart/alternative"
+    msg.set_boundary(f"=_formrelay_{secrets.token_hex(12)}")
+    msg.attach(_text_part(content.get("text", ""), "plain"))
+    msg.attach(_text_part(content["html"], "html"))
+    return msg
+
+
 def build_notification(delivery: Delivery, settings: Settings) -> Message:
     """The notification e-mail for one delivery of a submission."""
     submission = delivery.submission
+    assert submission is not None  # build_email sends account mail elsewhere
     form = submission.form
     values: dict[str, list[str]] = {}
     for name, value in submission.fields:

@@ -26,7 +26,14 @@ _FORMS, _RECIPIENTS = cast(Table, Form.__table__), cast(Table, Recipient.__table
 # Each form with its verified recipients, in the order they were added: one row per
 # recipient, or one with a NULL email for a form that has none.
 _TARGETS = (
-    select(_FORMS.c.id, _FORMS.c.key, _FORMS.c.enabled, _FORMS.c.redirect_url, _RECIPIENTS.c.email)
+    select(
+        _FORMS.c.id,
+        _FORMS.c.key,
+        _FORMS.c.enabled,
+        _FORMS.c.redirect_url,
+        _FORMS.c.store_only,
+        _RECIPIENTS.c.email,
+    )
     .outerjoin(_RECIPIENTS, and_(_RECIPIENTS.c.form_id == _FORMS.c.id, _RECIPIENTS.c.verified))
     .where(_FORMS.c.key.in_(bindparam("keys", expanding=True)))
     .order_by(_FORMS.c.id, _RECIPIENTS.c.id)
@@ -52,7 +59,7 @@ class FormTarget:
     id: int
     enabled: bool
     redirect_url: str | None
-    recipients: tuple[str, ...]  # verified, in the order they were added
+    recipients: tuple[str, ...]  # verified, in the order they were added; none if store-only
 
 
 def load_targets(session: Session, keys: Iterable[str]) -> dict[str, FormTarget]:
@@ -67,7 +74,12 @@ def load_targets(session: Session, keys: Iterable[str]) -> dict[str, FormTarget]
         if row.email is not None:
             emails.append(row.email)
     return {
-        row.key: FormTarget(row.id, row.enabled, row.redirect_url, tuple(recipients[row.key]))
+        row.key: FormTarget(
+            row.id,
+            row.enabled,
+            row.redirect_url,
+            () if row.store_only else tuple(recipients[row.key]),
+        )
         for row in rows
     }
 
@@ -117,6 +129,37 @@ def store_submissions(
     return results
 
 
+def deliver_submission(session: Session, submission: Submission) -> list[Delivery]:
+    """Queue the notifications a submission did not get when it arrived (it was taken for
+    spam): one per verified recipient of its form, unless the form is store-only or the
+    submission has deliveries already. Returns the new rows (flushed, not committed)."""
+    form = submission.form
+    if form.store_only or submission.deliveries:
+        return []
+    recipients = [r.email for r in form.recipients if r.verified]
+    cc = _cc_beyond_recipients(submission.cc, recipients)
+    created = [
+        Delivery(**_delivery_row(submission.id, to, cc if n == 0 else []))
+        for n, to in enumerate(recipients)
+    ]
+    session.add_all(created)
+    session.flush()
+    return created
+
+
+def queue_mail(
+    session: Session, to: str, *, subject: str, text: str, html: str | None = None
+) -> Delivery:
+    """Queue one of the dashboard's own messages (a confirmation, a reset, an invitation)
+    in the outbox, where the worker sends, retries and logs it like a notification."""
+    row = _delivery_row(None, to, [])
+    row["message"] = {"subject": subject, "text": text, **({"html": html} if html else {})}
+    delivery = Delivery(**row)
+    session.add(delivery)
+    session.flush()
+    return delivery
+
+
 def _cc_beyond_recipients(cc: Sequence[str], recipients: Sequence[str]) -> list[str]:
     """The Cc addresses that are not recipients of the form already (ignoring case): an
     owner who copies themselves gets the message once."""
@@ -142,7 +185,7 @@ def _submission_row(form_id: int, item: PreparedSubmission) -> dict[str, object]
     }
 
 
-def _delivery_row(submission_id: int, target: str, cc: list[str]) -> dict[str, object]:
+def _delivery_row(submission_id: int | None, target: str, cc: list[str]) -> dict[str, object]:
     now = utcnow()
     return {
         "submission_id": submission_id,

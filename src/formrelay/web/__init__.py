@@ -6,7 +6,7 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ..extensions import cors
+from ..extensions import cors, csrf, limiter, login_manager
 from ..settings import Settings
 
 PUBLIC_CORS_HEADERS = [
@@ -47,9 +47,44 @@ def init_app(app: Flask, settings: Settings) -> None:
     }
     cors.init_app(app, resources={r"/f/*": public_cors, r"/p/*": public_cors})
 
-    from . import errors, health, main, public
+    from . import auth, errors, health, main, public, security, templating
+    from .dashboard import admin, forms, submissions
+
+    security.init_app(app, settings)
+    templating.init_app(app)
+    csrf.init_app(app)
+    _init_login(app)
+    _init_limiter(app, settings)
 
     app.register_blueprint(health.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(public.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(forms.bp)
+    app.register_blueprint(submissions.bp)
+    app.register_blueprint(admin.bp)
+    # Other sites' forms post here with no token of ours; the form key is what they hold.
+    csrf.exempt(public.bp)
+    csrf.exempt(health.bp)
     errors.register(app)
+
+
+def _init_login(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Log in to see this page."
+    login_manager.login_message_category = "info"
+    # A session cookie replayed from another browser (address and agent) is dropped.
+    login_manager.session_protection = "strong"
+
+
+def _init_limiter(app: Flask, settings: Settings) -> None:
+    app.config.update(
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_uri,
+        RATELIMIT_HEADERS_ENABLED=True,
+        # A limit must never turn into a 500: with its storage (Redis) down, each process
+        # counts for itself until it is back.
+        RATELIMIT_SWALLOW_ERRORS=True,
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+    )
+    limiter.init_app(app)

@@ -1,0 +1,22 @@
+"""The dashboard's WTForms classes: *Input, so that "form" stays the domain word."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, HiddenField, PasswordField, SubmitField
+from wtforms.validators import DataRequired, Length
+
+
+class LoginInput(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
+    remember = BooleanField("Remember me")
+    next = HiddenField()
+    submit = SubmitField("Log in")
+
+
+class ConfirmInput(FlaskForm):
+    """A form with nothing but its CSRF token: for buttons that change state (log out,
+    delete, retry)."""
+
+    submit = SubmitField("Confirm")
