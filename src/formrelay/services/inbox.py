@@ -4,12 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import Form, Submission
+from ..models import Form, Submission, User
+from .permissions import owned_forms
+
+
+@dataclass(frozen=True)
+class SubmissionFilter:
+    """What a submissions page, its export and `formrelay export` show: one form or all the
+    actor's forms, the inbox or the spam folder, an optional search and date range."""
+
+    form: Form | None = None
+    spam: bool = False
+    q: str = ""  # full-text search over field values (services.search)
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+
+
+def filtered(actor: User | None, f: SubmissionFilter) -> Select[Submission]:
+    """The submissions `f` selects that `actor` may see (None: the CLI, which sees all),
+    newest first (created_at, id descending: the keyset order)."""
+    query = select(Submission).where(Submission.is_spam.is_(f.spam))
+    if f.form is not None:
+        query = query.where(Submission.form_id == f.form.id)
+    elif actor is not None and not actor.is_admin:
+        query = query.where(Submission.form_id.in_(owned_forms(actor).with_only_columns(Form.id)))
+    if f.since is not None:
+        query = query.where(Submission.created_at >= f.since)
+    if f.until is not None:
+        query = query.where(Submission.created_at < f.until)
+    return query.order_by(Submission.created_at.desc(), Submission.id.desc())
 
 
 @dataclass(frozen=True)
