@@ -14,6 +14,7 @@ from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from ..models import Delivery, DeliveryStatus, Form, Recipient, Submission, utcnow
+from . import search
 from .errors import DomainError, FormDisabled, FormNotFound
 from .submissions import PreparedSubmission
 
@@ -38,9 +39,12 @@ _TARGETS = (
     .where(_FORMS.c.key.in_(bindparam("keys", expanding=True)))
     .order_by(_FORMS.c.id, _RECIPIENTS.c.id)
 )
-_INSERT_SUBMISSIONS = insert(_SUBMISSIONS).returning(
-    _SUBMISSIONS.c.id, sort_by_parameter_order=True
-)
+# By dialect and whether the search index is kept (see services.search).
+_INSERT_SUBMISSIONS = {
+    (dialect, index): search.submissions_insert(dialect, index=index)
+    for dialect in ("sqlite", "postgresql")
+    for index in (True, False)
+}
 _INSERT_DELIVERIES = insert(_DELIVERIES)
 EMAIL = "email"  # the channel of notifications
 
@@ -88,6 +92,8 @@ def store_submissions(
     session: Session,
     batch: Sequence[tuple[str, PreparedSubmission]],
     targets: Mapping[str, FormTarget] | None = None,
+    *,
+    search_index: bool = True,
 ) -> list[StoredSubmission | DomainError]:
     """Store prepared submissions for the forms with these keys (not committed).
 
@@ -95,7 +101,10 @@ def store_submissions(
     spam), in the session's transaction; the first carries the Cc addresses that are not
     recipients already. The result says, in order, what became of each:
     stored, or FormNotFound / FormDisabled. `targets` are the forms when the caller looked
-    them up already (group commit does, before it takes SQLite's write lock).
+    them up already (group commit does, before it takes SQLite's write lock). With
+    `search_index` (FORMRELAY_SEARCH_INDEX, on unless measuring without it) the search index gets
+    their entries in the same transaction: within the INSERT on PostgreSQL, one more
+    executemany on SQLite.
     """
     forms = targets if targets is not None else load_targets(session, (k for k, _ in batch))
     results: list[StoredSubmission | DomainError] = []
@@ -114,9 +123,18 @@ def store_submissions(
         return results
 
     connection = session.connection()
-    ids = connection.scalars(
-        _INSERT_SUBMISSIONS, [_submission_row(form.id, item) for _, item, form, _ in accepted]
-    ).all()
+    dialect = connection.dialect.name
+    rows = [_submission_row(form.id, item) for _, item, form, _ in accepted]
+    texts = [search.search_text(item.fields) for _, item, _, _ in accepted] if search_index else []
+    if search_index and dialect == "postgresql":
+        for row, text in zip(rows, texts, strict=True):
+            row["search_text"] = text
+    statement = _INSERT_SUBMISSIONS.get((dialect, search_index)) or search.submissions_insert(
+        dialect, index=search_index
+    )
+    ids = connection.scalars(statement, rows).all()
+    if search_index and dialect != "postgresql":
+        search.index_submissions(connection, list(zip(ids, texts, strict=True)))
     deliveries: list[dict[str, object]] = []
     for (index, item, form, next_url), submission_id in zip(accepted, ids, strict=True):
         results[index] = StoredSubmission(submission_id, next_url)
