@@ -129,9 +129,9 @@ def store_submissions(
     if search_index and dialect == "postgresql":
         for row, text in zip(rows, texts, strict=True):
             row["search_text"] = text
-    statement = _INSERT_SUBMISSIONS.get((dialect, search_index)) or search.submissions_insert(
-        dialect, index=search_index
-    )
+    statement = _INSERT_SUBMISSIONS.get((dialect, search_index))
+    if statement is None:  # a database of another kind
+        statement = search.submissions_insert(dialect, index=search_index)
     ids = connection.scalars(statement, rows).all()
     if search_index and dialect != "postgresql":
         search.index_submissions(connection, list(zip(ids, texts, strict=True)))
