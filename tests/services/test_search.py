@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from formrelay.extensions import db
 from formrelay.models import Submission
 from formrelay.services import search
-from formrelay.services.inbox import SubmissionFilter, delete_submissions, filtered
+from formrelay.services.inbox import SubmissionFilter, delete_submissions, filtered, page
 
 from ..factories import make_form, make_submission, make_user
 
@@ -221,3 +221,22 @@ def test_submissions_stored_before_the_index_are_backfilled(app: Flask) -> None:
         )
     upgrade()
     assert found(SubmissionFilter(q="old days")) == ["from the old days"]
+
+
+@pytest.mark.parametrize("probe_limit", [1000, 2])
+def test_a_page_of_search_results_is_the_same_for_rare_and_common_words(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, probe_limit: int
+) -> None:
+    """SQLite plans a rare word (looked up by id) and a common one (the index walked)
+    differently; the pages are the same."""
+    monkeypatch.setattr(search, "PROBE_LIMIT", probe_limit)
+    form = make_form(db.session)
+    made = [
+        make_submission(db.session, form, fields={"message": f"common word {n}"}).id
+        for n in range(5)
+    ]
+    make_submission(db.session, form, fields={"message": "other"})
+    first = page(db.session, None, SubmissionFilter(form=form, q="common"), size=3)
+    assert [s.id for s in first.submissions] == made[::-1][:3]
+    rest = page(db.session, None, SubmissionFilter(form=form, q="common"), older=first.older)
+    assert [s.id for s in rest.submissions] == made[::-1][3:]

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Select, delete, func, literal, select, tuple_
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..models import Delivery, DeliveryStatus, Form, Submission, User, utcnow
 from . import search
@@ -44,7 +45,14 @@ def filtered(actor: User | None, f: SubmissionFilter) -> Select[Submission]:
     )
 
 
-def _where(query: Select[Any], actor: User | None, f: SubmissionFilter) -> Select[Any]:
+def _where(
+    query: Select[Any],
+    actor: User | None,
+    f: SubmissionFilter,
+    match: ColumnElement[bool] | None = None,
+) -> Select[Any]:
+    """`query` narrowed to what `f` selects for `actor`; `match` is the search's clause
+    when the caller planned it already (search.narrowed)."""
     query = query.where(Submission.is_spam.is_(f.spam))
     if f.form is not None:
         query = query.where(Submission.form_id == f.form.id)
@@ -60,7 +68,8 @@ def _where(query: Select[Any], actor: User | None, f: SubmissionFilter) -> Selec
         query = query.where(
             Submission.id.in_(select(Delivery.submission_id).where(Delivery.status == f.delivery))
         )
-    match = search.matching(f.q)
+    if match is None:
+        match = search.matching(f.q)
     if match is not None:
         query = query.where(match)
     return query
@@ -113,7 +122,10 @@ def page(
     `newer`; the first page without either), newest first. No OFFSET: each page is an
     index range from its cursor, as fast 500 pages deep as on the first."""
     key = tuple_(Submission.created_at, Submission.id)
-    query = _where(select(Submission), actor, f).options(selectinload(Submission.form))
+    match = search.narrowed(session, f.q)
+    query = _where(select(Submission), actor, f, match).options(
+        selectinload(Submission.form), selectinload(Submission.deliveries)
+    )
     if newer is not None:
         # Walk up from the cursor, then show those in the usual order.
         at, ident = decode_cursor(newer)

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Boolean
@@ -152,6 +153,35 @@ def matching(q: str) -> ColumnElement[bool] | None:
     (no filter)."""
     terms = parse_query(q)
     return Matches(terms) if terms else None
+
+
+# SQLite: a query matching at most this many submissions is looked up by their ids; one
+# matching more, by walking the list's index in order and keeping the matches (see narrowed).
+PROBE_LIMIT = 1000
+
+
+def narrowed(session: Session, q: str) -> ColumnElement[bool] | None:
+    """Like `matching`, planned for one page of a list.
+
+    SQLite's planner cannot tell a rare word from a common one: it walks the list's index
+    (form, folder, time) and tests each row against the matches, which stops early for a
+    common word but reads the whole form for a rare one. So the matches are counted up to
+    PROBE_LIMIT first: below it, the page is looked up by their ids (a handful of primary
+    key reads); above it, the word is common enough for the index walk to end soon.
+    PostgreSQL's planner has the statistics to choose by itself."""
+    terms = parse_query(q)
+    if not terms:
+        return None
+    if session.get_bind().dialect.name != "sqlite":
+        return Matches(terms)
+    ids = session.scalars(
+        select(FTS.c.rowid)
+        .where(literal_column(FTS_TABLE).op("MATCH")(fts5_query(terms)))
+        .limit(PROBE_LIMIT + 1)
+    ).all()
+    if len(ids) <= PROBE_LIMIT:
+        return _SUBMISSIONS.c.id.in_(ids)
+    return Matches(terms)
 
 
 def submissions_insert(dialect: str, *, index: bool) -> Any:
