@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, PasswordField, SubmitField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    StringField,
+    SubmitField,
+    URLField,
+)
 from wtforms.validators import DataRequired, Length
 
 
@@ -20,3 +28,23 @@ class ConfirmInput(FlaskForm):
     delete, retry)."""
 
     submit = SubmitField("Confirm")
+
+
+# -- forms (web/dashboard/forms.py) --------------------------------------------------------
+class NewFormInput(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    recipient = EmailField("Send submissions to", validators=[DataRequired(), Length(max=320)])
+    submit = SubmitField("Create form")
+
+
+class FormSettingsInput(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    redirect_url = URLField("Redirect after submitting", validators=[Length(max=2000)])
+    subject = StringField("Subject of notifications", validators=[Length(max=200)])
+    store_only = BooleanField("Store only: keep submissions, send no notifications")
+    submit = SubmitField("Save settings")
+
+
+class RecipientInput(FlaskForm):
+    email = EmailField("Add a recipient", validators=[DataRequired(), Length(max=320)])
+    submit = SubmitField("Add recipient")
