@@ -196,7 +196,7 @@ def send_verification(session: Session, recipient: Recipient, *, base_url: str) 
         recipient.email,
         subject=f"Confirm that {recipient.email} should receive submissions to {form.name}",
         text=(
-            f"{form.owner.email} would like submissions to their form \"{form.name}\" to be\n"
+            f'{form.owner.email} would like submissions to their form "{form.name}" to be\n'
             f"sent to {recipient.email}. To agree, open this link and confirm:\n\n{link}\n\n"
             "If you did not expect this, ignore this message: nothing is sent to you until\n"
             "the link is followed.\n"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Date, cast, false, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..models import Delivery, DeliveryStatus, Submission, utcnow
@@ -106,7 +106,7 @@ def sparkline_points(daily: Sequence[int], *, width: int = 120, height: int = 24
     )
 
 
-def _utc_day(session: Session, column: ColumnElement[datetime]) -> ColumnElement[object]:
+def _utc_day(session: Session, column: InstrumentedAttribute[datetime]) -> ColumnElement[object]:
     """The UTC calendar day of a timestamp, in the database's own dialect."""
     if session.get_bind().dialect.name == "postgresql":
         # timestamptz: the day in UTC, whatever the connection's time zone.
