@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, NoAppException, ScriptInfo, with_appcontext
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from . import create_app
@@ -103,7 +104,8 @@ def serve(host: str, port: int | None) -> None:
     """Run the web app and a delivery worker in one process (development).
 
     Unless FORMRELAY_BASE_URL is set, the URLs formrelay gives out (redirects, endpoints)
-    follow --host and --port."""
+    follow --host and --port. While no user has a password (a first start), it makes the
+    admin (FORMRELAY_ADMIN, else admin@localhost) and prints a one-time sign-in link."""
     from werkzeug.serving import run_simple
 
     _configure_logging()
@@ -137,9 +139,17 @@ def _first_start(settings: Settings) -> None:
     admin@localhost) and print a one-time link where they set one."""
     try:
         found = accounts.first_start(_writing(), settings)
+        db.session.commit()
     except DomainError as exc:
         raise _fail(exc) from None
-    db.session.commit()
+    except DBAPIError as exc:  # no tables yet, or no database: serving still says so per page
+        db.session.rollback()
+        click.echo(
+            f"formrelay: cannot check for a first start ({type(exc.orig).__name__}); "
+            "run `formrelay db upgrade`.",
+            err=True,
+        )
+        return
     if found is not None:
         admin, link = found
         click.echo(

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 from email.message import Message
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -360,7 +361,7 @@ def test_a_tampered_link_is_a_friendly_400(client: FlaskClient, owner: User) -> 
             "error": "This link is not valid: check that it was copied whole.",
             "errors": [
                 {
-                    "code": "BAD_REQUEST",
+                    "code": "TOKEN_INVALID",
                     "message": "This link is not valid: check that it was copied whole.",
                 }
             ],
@@ -551,3 +552,23 @@ def cli_run(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[
         return result.exit_code, result.output
 
     return run
+
+
+def test_first_start_on_a_database_without_tables_says_to_upgrade(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from formrelay import create_app
+    from formrelay.cli import _first_start
+
+    bare = create_app(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'empty.sqlite3'}",
+            "instance_path": tmp_path / "instance",
+            "secret_key": "x",
+        }
+    )
+    with bare.app_context():
+        _first_start(get_settings())
+        db.session.remove()
+        db.engine.dispose()
+    assert "run `formrelay db upgrade`" in capsys.readouterr().err

@@ -231,7 +231,7 @@ def _bad_link(exc: tokens.TokenError) -> View:
     is not one of ours, 410 for one that has expired or been used."""
     db.session.rollback()
     if wants_json(request):
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, exc.errors)
     return render_template("auth/bad_link.html", error=exc), exc.status
 
 
