@@ -61,6 +61,8 @@ class ChangeEmailInput(FlaskForm):
 class TimezoneInput(FlaskForm):
     timezone = StringField("Time zone", validators=[DataRequired(), Length(max=64)])
     submit = SubmitField("Save time zone")
+
+
 # -- forms (web/dashboard/forms.py) --------------------------------------------------------
 class NewFormInput(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
