@@ -30,6 +30,39 @@ class ConfirmInput(FlaskForm):
     submit = SubmitField("Confirm")
 
 
+class RegisterInput(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
+    submit = SubmitField("Create account")
+
+
+class ResetRequestInput(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    submit = SubmitField("Send reset link")
+
+
+class SetPasswordInput(FlaskForm):
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=1000)])
+    submit = SubmitField("Set password")
+
+
+class ChangePasswordInput(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=1000)])
+    submit = SubmitField("Change password")
+
+
+class ChangeEmailInput(FlaskForm):
+    email = EmailField("New email", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
+    submit = SubmitField("Change email")
+
+
+class TimezoneInput(FlaskForm):
+    timezone = StringField("Time zone", validators=[DataRequired(), Length(max=64)])
+    submit = SubmitField("Save time zone")
+
+
 # -- forms (web/dashboard/forms.py) --------------------------------------------------------
 class NewFormInput(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
