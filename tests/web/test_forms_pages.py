@@ -619,3 +619,16 @@ def test_delete_asks_first_then_deletes_the_form_and_its_submissions(
     assert db.session.scalar(select(func.count()).select_from(Submission)) == 0
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
     assert client.get(f"/forms/{key}/settings").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("back", "location"),
+    [("/forms", "/forms"), ("https://evil.example/", None), ("//evil.example/", None)],
+)
+def test_disable_returns_to_a_page_inside_formrelay_only(
+    client: FlaskClient, auth: AuthActions, back: str, location: str | None
+) -> None:
+    form = owner_form()
+    auth.login(OWNER)
+    response = post_form(client, "/forms", {"back": back}, action=f"/forms/{form.key}/disable")
+    assert response.headers["Location"] == (location or f"/forms/{form.key}/settings")
