@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -195,6 +196,25 @@ class Submission(Base):
         return grouped
 
 
+class SubmissionCount(Base):
+    """How many submissions a form received on one UTC day, inbox or spam: the rollup the
+    forms list reads instead of counting a busy form's rows.
+
+    Kept exact by database triggers (migration 0005) on every insert, delete (a form's
+    cascade too) and move between inbox and spam, in the transaction that made the change;
+    no Python writes it.
+    """
+
+    __tablename__ = "submission_counts"
+
+    form_id: Mapped[int] = mapped_column(
+        ForeignKey("forms.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    is_spam: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class DeliveryStatus(enum.StrEnum):
     PENDING = "pending"  # due at next_attempt_at
     SENDING = "sending"  # claimed by a worker until lease_expires_at
@@ -272,4 +292,14 @@ class UsedToken(Base):
 
 
 def all_models() -> list[type[Any]]:
-    return [Role, User, Form, Recipient, Submission, Delivery, WorkerHeartbeat, UsedToken]
+    return [
+        Role,
+        User,
+        Form,
+        Recipient,
+        Submission,
+        SubmissionCount,
+        Delivery,
+        WorkerHeartbeat,
+        UsedToken,
+    ]
