@@ -31,9 +31,7 @@ depends_on = None
 
 SQLITE_DAY = "date({row}.created_at)"  # created_at is stored as naive UTC text
 PG_DAY = "(({row}.created_at AT TIME ZONE 'UTC')::date)"
-UPSERT = (
-    "ON CONFLICT (form_id, day, is_spam) DO UPDATE SET n = submission_counts.n + excluded.n"
-)
+UPSERT = "ON CONFLICT (form_id, day, is_spam) DO UPDATE SET n = submission_counts.n + excluded.n"
 
 SQLITE_TRIGGERS = [
     f"""CREATE TRIGGER submission_counts_insert AFTER INSERT ON submissions BEGIN
