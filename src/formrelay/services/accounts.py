@@ -110,6 +110,11 @@ def _zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
+def timezone_names() -> list[str]:
+    """The IANA zone names set_timezone takes, sorted (UTC among them)."""
+    return sorted(_zones() | {"UTC"})
+
+
 def set_timezone(session: Session, user: User, name: str) -> None:
     """Show the dashboard's times in the IANA zone `name`; raises InvalidInput for another."""
     name = name.strip()

@@ -249,7 +249,11 @@ def _account_page(
 ) -> tuple[str, int]:
     password, email, zone = inputs
     page = render_template(
-        "auth/account.html", password_form=password, email_form=email, timezone_form=zone
+        "auth/account.html",
+        password_form=password,
+        email_form=email,
+        timezone_form=zone,
+        zones=accounts.timezone_names(),
     )
     return page, status
 
