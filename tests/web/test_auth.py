@@ -110,7 +110,11 @@ def test_registration_is_by_invitation_by_default(client: FlaskClient) -> None:
     response = client.get("/register")
     assert response.status_code == 404
     assert "Registration is by invitation" in response.get_data(as_text=True)
-    assert client.post("/register").status_code in (400, 404)  # no token: refused either way
+    sent = post_form(
+        client, "/login", {"email": "a@example.com", "password": NEW_PASSWORD}, action="/register"
+    )
+    assert sent.status_code == 404
+    assert accounts.find_user(db.session, "a@example.com") is None
 
 
 @pytest.fixture
