@@ -10,6 +10,7 @@ from wtforms import (
     PasswordField,
     StringField,
     SubmitField,
+    URLField,
 )
 from wtforms.validators import DataRequired, Length
 
@@ -60,3 +61,23 @@ class ChangeEmailInput(FlaskForm):
 class TimezoneInput(FlaskForm):
     timezone = StringField("Time zone", validators=[DataRequired(), Length(max=64)])
     submit = SubmitField("Save time zone")
+
+
+# -- forms (web/dashboard/forms.py) --------------------------------------------------------
+class NewFormInput(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    recipient = EmailField("Send submissions to", validators=[DataRequired(), Length(max=320)])
+    submit = SubmitField("Create form")
+
+
+class FormSettingsInput(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    redirect_url = URLField("Redirect after submitting", validators=[Length(max=2000)])
+    subject = StringField("Subject of notifications", validators=[Length(max=200)])
+    store_only = BooleanField("Store only: keep submissions, send no notifications")
+    submit = SubmitField("Save settings")
+
+
+class RecipientInput(FlaskForm):
+    email = EmailField("Add a recipient", validators=[DataRequired(), Length(max=320)])
+    submit = SubmitField("Add recipient")
