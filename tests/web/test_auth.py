@@ -70,7 +70,13 @@ def owner(app: Flask) -> User:
 
 
 # -- what a signed-out visitor and a missing CSRF token get --------------------------------------
-ACCOUNT_POSTS = ["/account/password", "/account/email", "/account/timezone", "/confirm/resend"]
+ACCOUNT_POSTS = [
+    "/account/password",
+    "/account/email",
+    "/account/timezone",
+    "/confirm/resend",
+    "/logout",
+]
 
 
 def test_account_page_asks_a_signed_out_visitor_to_log_in(client: FlaskClient) -> None:
