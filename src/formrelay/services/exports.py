@@ -18,7 +18,19 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Result,
+    Select,
+    String,
+    Text,
+    cast,
+    func,
+    select,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import JSONPATH
 from sqlalchemy.orm import Session, selectinload
 
 from ..models import Form, Submission
@@ -121,21 +133,63 @@ def export_chunks(
 
 
 def _rows(session: Session, query: Select[Any]) -> Iterator[Any]:
-    """(id, created_at, fields) of each submission, streamed BATCH_ROWS at a time."""
-    columns = query.with_only_columns(Submission.id, Submission.created_at, Submission.fields)
-    result = session.connection().execute(columns, execution_options={"yield_per": BATCH_ROWS})
+    """(id, time as its CSV cell, fields) of each submission, streamed BATCH_ROWS at a
+    time; the database formats the time, which costs it less than Python."""
+    connection = session.connection()
+    dialect = connection.dialect.name
+    # As text, decoded here: SQLAlchemy's JSON result processor costs a call per row more.
+    # (psycopg decodes jsonb itself, as fast, so PostgreSQL's stays as it is.)
+    fields = (
+        Submission.fields if dialect == "postgresql" else type_coerce(Submission.fields, String())
+    )
+    columns = query.with_only_columns(Submission.id, _csv_time_sql(dialect), fields)
+    result: Result[int, str, Any] = connection.execute(
+        columns, execution_options={"yield_per": BATCH_ROWS}
+    )
+    decode = None if dialect == "postgresql" else json.loads
     for batch in result.partitions():
-        yield from batch
+        if decode is None:
+            yield from batch
+        else:
+            for submission_id, time, text in batch:
+                yield submission_id, time, decode(text)
+
+
+def _csv_time_sql(dialect: str) -> ColumnElement[str]:
+    """csv_time() in SQL: 2026-12-01T11:17:50Z."""
+    if dialect == "postgresql":
+        utc = func.timezone("UTC", Submission.created_at)
+        return func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+    # SQLite keeps UTC times as text, "2026-12-01 11:17:50.000000".
+    return func.strftime("%Y-%m-%dT%H:%M:%SZ", type_coerce(Submission.created_at, String))
 
 
 def field_names(session: Session, query: Select[Any]) -> list[str]:
     """Every field name the selected submissions use, in the order they first appear:
     newest submission first, each submission's fields in submitted order."""
-    names_only = query.with_only_columns(Submission.fields)
-    result = session.connection().execute(names_only, execution_options={"yield_per": BATCH_ROWS})
+    connection = session.connection()
     seen: dict[str, None] = {}
-    for (fields,) in result:
-        for name, _ in fields:
+    if connection.dialect.name == "postgresql":
+        # The server lists each submission's names (the values, most of the bytes, stay
+        # there), and most submissions of a form send the same list: decode each list once.
+        names = func.jsonb_path_query_array(Submission.fields, cast("$[*][0]", JSONPATH))
+        result = connection.execute(
+            query.with_only_columns(cast(names, Text)),
+            execution_options={"yield_per": BATCH_ROWS},
+        )
+        lists: set[str] = set()
+        for (listed,) in result:
+            if listed not in lists:
+                lists.add(listed)
+                seen.update(dict.fromkeys(n for n in json.loads(listed) if n not in seen))
+        return list(seen)
+    # SQLite: decoding the text here measured faster than its json_each() per row.
+    texts: Result[str] = connection.execute(
+        query.with_only_columns(type_coerce(Submission.fields, String())),
+        execution_options={"yield_per": BATCH_ROWS},
+    )
+    for (text,) in texts:
+        for name, _ in json.loads(text):
             if name not in seen:
                 seen[name] = None
     return list(seen)
@@ -161,27 +215,28 @@ def csv_chunks(
     names = field_names(session, query)
     position = {name: i for i, name in enumerate(names)}
     width = len(names)
+    formula = "".join(FORMULA_STARTS)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(["id", "time", *(neutralise(name) for name in names)])
     written = 0
-    for submission_id, created_at, fields in _rows(session, query):
-        cells: list[str] = [""] * width
-        filled: set[int] = set()
+    # The hot loop of a million-row export: plain lists and local names, no calls per cell.
+    for submission_id, time, fields in _rows(session, query):
+        cells: list[Any] = [submission_id, time, *([""] * width)]
+        filled = 0  # bit i: column i holds a value already
         for name, value in fields:
             i = position[name]
-            if i in filled:
-                cells[i] += REPEAT_SEPARATOR + value
+            bit = 1 << i
+            if filled & bit:
+                cells[i + 2] += REPEAT_SEPARATOR + value
             else:
-                cells[i] = value
-                filled.add(i)
-        writer.writerow(
-            [
-                submission_id,
-                csv_time(created_at),
-                *(neutralise(c) if c else c for c in cells),
-            ]
-        )
+                cells[i + 2] = value
+                filled |= bit
+        for i in range(2, width + 2):
+            cell = cells[i]
+            if cell and cell[0] in formula:
+                cells[i] = "'" + cell
+        writer.writerow(cells)
         written += 1
         if buffer.tell() >= CHUNK_BYTES:
             yield _drain(buffer)
