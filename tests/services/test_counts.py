@@ -4,13 +4,16 @@ ingest, import, delete one or many, empty spam, spam / not spam, a form's deleti
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
-from sqlalchemy import Table, func, insert, select, text
+from flask.cli import ScriptInfo
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import func, select, text
 
+from formrelay.cli import cli
 from formrelay.extensions import db
 from formrelay.models import Form, Submission, SubmissionCount, User, utcnow
 from formrelay.services import stats
@@ -97,19 +100,25 @@ def test_days_are_utc_days_whatever_the_zone_written_or_the_sessions_zone(
     assert exact(ann_form.id) == {(date(2026, 12, 1), False): 2, (date(2026, 11, 30), False): 1}
 
 
-def test_an_import_of_old_submissions_counts_each_on_its_own_day(
-    app: Flask, ann_form: Form
+def test_formrelay_import_counts_each_submission_on_its_own_utc_day(
+    app: Flask,
+    runner: FlaskCliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    ann_form: Form,
+    tmp_path: Path,
 ) -> None:
-    # As `formrelay import` stores them: one Core executemany, historic times, no deliveries.
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "true")
     first = datetime(2024, 3, 9, 12, 0, tzinfo=UTC)
-    rows = [
-        {"form_id": ann_form.id, "created_at": first + timedelta(hours=7 * n), "fields": []}
-        for n in range(10)
+    lines = ["when,message"] + [
+        f"{(first + timedelta(hours=7 * n)).strftime('%Y-%m-%d %H:%M')},old {n}" for n in range(10)
     ]
-    table = Submission.__table__
-    assert isinstance(table, Table)
-    db.session.execute(insert(table), rows)
-    db.session.commit()
+    path = tmp_path / "history.csv"
+    path.write_text("\n".join(lines) + "\n")
+    info = ScriptInfo(create_app=lambda: app, load_dotenv_defaults=False)
+    result = runner.invoke(
+        cli, ["import", "--form", ann_form.key, str(path), "--time-column", "when"], obj=info
+    )
+    assert result.exit_code == 0, result.output
     assert exact(ann_form.id) == {
         (date(2024, 3, 9), False): 2,
         (date(2024, 3, 10), False): 4,

@@ -2,7 +2,8 @@
 
 Two queries over every form asked about, never one per form: the submissions' figures
 (totals and daily counts from the per-day rollup, models.SubmissionCount; the last time
-from the index ix_submissions_form_spam_created), and the failed or dead deliveries. Spam is not counted.
+from the index ix_submissions_form_spam_created), and the failed or dead deliveries.
+Spam is not counted.
 """
 
 from __future__ import annotations
