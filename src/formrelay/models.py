@@ -206,6 +206,7 @@ class SubmissionCount(Base):
     """
 
     __tablename__ = "submission_counts"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     form_id: Mapped[int] = mapped_column(
         ForeignKey("forms.id", ondelete="CASCADE"), primary_key=True
