@@ -7,6 +7,9 @@ GetAccount, which moto 5.2 does not implement (its server answers 404 for it).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +23,7 @@ from formrelay.delivery import CheckResult, check_backend
 from formrelay.settings import Settings, load_settings
 
 from ..mailserver import SENDER, MailServer, RecordingHandler
-from ..servers import free_port
+from ..servers import free_port, without_settings
 
 LOGIN, PASSWORD = "relay", "s3cret-pass"
 
@@ -292,4 +295,57 @@ def test_ses_check_reports_an_endpoint_where_nothing_listens(aws_isolated: None)
         "ses",
         False,
         f'SES unreachable: Could not connect to the endpoint URL: "{endpoint}/v2/email/account"',
+    )
+
+
+# -- the same check from the command line ------------------------------------------------------
+FORMRELAY = str(Path(sys.executable).parent / "formrelay")
+
+
+def config_check_mail(tmp_path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **without_settings(os.environ),
+        "FORMRELAY_INSTANCE_PATH": str(tmp_path / "instance"),
+        "MAIL_DEFAULT_SENDER": SENDER,
+        "FORMRELAY_MAIL_TIMEOUT": "5",
+        **environ,
+    }
+    return subprocess.run(
+        [FORMRELAY, "config", "check", "--mail"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_config_check_mail_connects_and_says_what_answered(
+    tmp_path: Path, plain_server: MailServer
+) -> None:
+    port = plain_server.port
+    result = config_check_mail(
+        tmp_path, MAIL_BACKEND="smtp", MAIL_SERVER="127.0.0.1", MAIL_PORT=str(port)
+    )
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[-2:] == [
+        "configuration OK",
+        f"mail OK (smtp): SMTP 127.0.0.1:{port} answered EHLO and NOOP "
+        "(no TLS, no login configured).",
+    ]
+    assert plain_server.received == []
+
+
+def test_config_check_mail_fails_with_status_1_saying_why(tmp_path: Path) -> None:
+    port = free_port()
+    result = config_check_mail(
+        tmp_path, MAIL_BACKEND="smtp", MAIL_SERVER="127.0.0.1", MAIL_PORT=str(port)
+    )
+
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == "configuration OK"
+    assert result.stderr == (
+        f"Error: mail check failed (smtp): cannot connect to SMTP 127.0.0.1:{port}: "
+        "[Errno 111] Connection refused\n"
     )

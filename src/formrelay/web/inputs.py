@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, SubmitField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import AnyOf, DataRequired, Length
 
 
 class LoginInput(FlaskForm):
@@ -20,3 +20,16 @@ class ConfirmInput(FlaskForm):
     delete, retry)."""
 
     submit = SubmitField("Confirm")
+
+
+# -- admin ---------------------------------------------------------------------------------------
+class InviteInput(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    admin = BooleanField("Admin")
+    submit = SubmitField("Invite")
+
+
+class RoleInput(FlaskForm):
+    """The role a "Make admin" / "Make member" button sets."""
+
+    role = HiddenField(validators=[AnyOf(["admin", "member"], message="Choose admin or member.")])
