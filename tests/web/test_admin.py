@@ -450,6 +450,19 @@ def test_deleting_a_user_deletes_their_forms_and_submissions(
     assert client.post(f"/f/{member_form.key}", data={"message": "hi"}).status_code == 404
 
 
+def test_deleting_an_invited_user_withdraws_the_invitation_not_yet_sent(
+    as_admin: FlaskClient,
+) -> None:
+    post_form(as_admin, "/admin/users", {"email": "typo@example.com"}, action="/admin/users/invite")
+    invited = user_row("typo@example.com")
+    assert db.session.scalar(select(func.count()).select_from(Delivery)) == 1
+
+    post_form(as_admin, f"/admin/users/{invited.id}/delete")
+
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
+
+
 def test_an_admin_may_delete_another_admin(as_admin: FlaskClient) -> None:
     other = make_user(db.session, "other-admin@example.com", admin=True)
     db.session.commit()

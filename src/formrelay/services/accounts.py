@@ -11,10 +11,10 @@ from functools import cache
 from typing import TYPE_CHECKING
 from zoneinfo import available_timezones
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ..models import Form, Role, User, utcnow
+from ..models import Delivery, DeliveryStatus, Form, Role, User, utcnow
 from . import forms, passwords, permissions, tokens
 from .addresses import normalize_email
 from .errors import Conflict, InvalidInput
@@ -343,7 +343,8 @@ class Deleted:
 
 
 def delete_user(session: Session, actor: User, user: User) -> Deleted:
-    """Delete `user` with their forms, and those forms' submissions and deliveries.
+    """Delete `user` with their forms, and those forms' submissions and deliveries, and
+    the account mail to them that has not gone yet (an invitation sent by mistake).
 
     Raises NotFound unless the actor is an admin, Conflict when `user` is the last enabled
     admin (who therefore cannot delete themselves).
@@ -353,6 +354,14 @@ def delete_user(session: Session, actor: User, user: User) -> Deleted:
         _keep_an_admin(session, user, "deleted")
     owned = session.scalars(select(Form).where(Form.owner_id == user.id)).all()
     submissions = sum(forms.delete_form(session, form) for form in owned)
+    addresses = [a for a in (user.email, user.pending_email) if a]
+    session.execute(
+        delete(Delivery).where(
+            Delivery.submission_id.is_(None),
+            Delivery.target.in_(addresses),
+            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.FAILED]),
+        )
+    )
     deleted = Deleted(user.email, len(owned), submissions)
     session.expire(user, ["forms"])  # a list loaded earlier still holds the deleted forms
     session.delete(user)
