@@ -7,6 +7,8 @@ visitor who is not signed in is sent to log in.
 from __future__ import annotations
 
 import re
+import socket
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -17,6 +19,7 @@ from sqlalchemy import func, select
 
 from formrelay.extensions import db
 from formrelay.models import Delivery, DeliveryStatus, Form, Role, Submission, User, utcnow
+from formrelay.web.dashboard import admin as admin_views
 from formrelay.worker.heartbeat import WorkerIdentity, record_beat
 
 from ..auth import AuthActions, csrf_token, post_form
@@ -280,6 +283,31 @@ def test_the_smtp_check_shows_why_it_cannot_connect(
         "[Errno 111] Connection refused" in page
     )
     assert "No delivery worker is running." in page  # the rest of the status is there too
+
+
+@pytest.fixture
+def silent_server(app_config: dict[str, object]) -> Iterator[int]:
+    """A port that accepts connections and never says a word (a mail server that hangs)."""
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        port = listening.getsockname()[1]
+        point_app_at(app_config, port)
+        app_config["mail_timeout"] = 30.0
+        yield port
+
+
+def test_the_check_gives_up_on_a_silent_server_long_before_the_send_timeout(
+    silent_server: int, as_admin: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admin_views, "CHECK_TIMEOUT_SECONDS", 0.5)
+    started = time.monotonic()
+
+    page = check(as_admin)
+
+    assert time.monotonic() - started < 5
+    assert (
+        f"Check failed: cannot connect to SMTP 127.0.0.1:{silent_server}: "
+        "Connection unexpectedly closed: timed out" in page
+    )
 
 
 # -- users ---------------------------------------------------------------------------------------

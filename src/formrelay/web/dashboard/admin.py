@@ -9,6 +9,7 @@ and the status that says why (400 or 409); a change made redirects (303) to the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import cast
 
@@ -27,6 +28,7 @@ from ..inputs import ConfirmInput, InviteInput, RoleInput
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 Page = str | tuple[str, int] | Response
+CHECK_TIMEOUT_SECONDS = 10.0
 
 
 def _actor() -> User:
@@ -53,7 +55,11 @@ def index() -> Page:
 def check_mail() -> Page:
     """Connect to the configured mail backend without sending, and show what it said."""
     # CSRFProtect has already refused a POST without its token (400).
-    return _status_page(check_backend("email", get_settings()))
+    settings = get_settings()
+    # The check waits in a web request: never as long as a worker may wait for a send
+    # (a front server or gunicorn gives up on a request after about 30 s).
+    timeout = min(settings.mail_timeout, CHECK_TIMEOUT_SECONDS)
+    return _status_page(check_backend("email", replace(settings, mail_timeout=timeout)))
 
 
 def _status_page(check: CheckResult | None = None) -> Page:
