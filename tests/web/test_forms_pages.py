@@ -184,12 +184,13 @@ def test_the_list_shows_endpoint_counts_sparkline_and_last_time(
     client: FlaskClient, auth: AuthActions
 ) -> None:
     form = owner_form()
-    now = utcnow()
-    make_submission(db.session, form, created_at=now - timedelta(minutes=5))
-    make_submission(db.session, form, created_at=now - timedelta(minutes=10))
-    make_submission(db.session, form, created_at=now - timedelta(days=2))
-    make_submission(db.session, form, created_at=now - timedelta(days=45))  # total only
-    make_submission(db.session, form, spam=True, created_at=now)  # not counted
+    # Times from today's UTC midnight, so that a run just after midnight counts the same.
+    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    make_submission(db.session, form, created_at=today + timedelta(minutes=10))
+    make_submission(db.session, form, created_at=today + timedelta(minutes=5))
+    make_submission(db.session, form, created_at=today - timedelta(days=2))
+    make_submission(db.session, form, created_at=today - timedelta(days=45))  # total only
+    make_submission(db.session, form, spam=True, created_at=today + timedelta(hours=1))
     auth.login(OWNER)
 
     row = row_of(page_text(client, "/forms"), form.key)
@@ -207,7 +208,7 @@ def test_the_list_shows_endpoint_counts_sparkline_and_last_time(
     assert len(days) == 30 and days[-1] == 2 and days[-3] == 1 and sum(days) == 3
     assert "(3 in all)" in label.group(1)
     assert re.search(r"<polyline points=\"[\d., ]+\"/>", recent)
-    last = (now - timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M")
+    last = (today + timedelta(minutes=10)).strftime("%Y-%m-%d %H:%M")
     assert f">{last}</time>" in cell(row, "last")
 
 
@@ -587,6 +588,8 @@ def test_the_set_up_tab_gives_paste_ready_code(client: FlaskClient, auth: AuthAc
         "_format",
     ):
         assert f"<td><code>{name}</code></td>" in html
+    targets = re.findall(r'data-clipboard-target="#([\w-]+)"', html)  # copy buttons
+    assert len(targets) == 5 and all(f'id="{t}"' in html for t in targets)
     tabs = re.search(r'<nav class="tabs" aria-label="Form">(.*?)</nav>', html, re.S)
     assert tabs
     assert f'href="/forms/{form.key}"' in tabs.group(1)
@@ -616,3 +619,16 @@ def test_delete_asks_first_then_deletes_the_form_and_its_submissions(
     assert db.session.scalar(select(func.count()).select_from(Submission)) == 0
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
     assert client.get(f"/forms/{key}/settings").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("back", "location"),
+    [("/forms", "/forms"), ("https://evil.example/", None), ("//evil.example/", None)],
+)
+def test_disable_returns_to_a_page_inside_formrelay_only(
+    client: FlaskClient, auth: AuthActions, back: str, location: str | None
+) -> None:
+    form = owner_form()
+    auth.login(OWNER)
+    response = post_form(client, "/forms", {"back": back}, action=f"/forms/{form.key}/disable")
+    assert response.headers["Location"] == (location or f"/forms/{form.key}/settings")
