@@ -93,13 +93,6 @@ def set_password(session: Session, user: User, password: str) -> None:
     session.flush()
 
 
-def change_password(session: Session, user: User, current: str, new: str) -> None:
-    """Set a new password when `current` is the user's password; raises InvalidInput."""
-    if not passwords.verify_password(user.password_hash, current):
-        raise InvalidInput("The current password is not right.")
-    set_password(session, user, new)
-
-
 def mark_confirmed(user: User) -> None:
     if user.confirmed_at is None:
         user.confirmed_at = utcnow()
@@ -108,6 +101,11 @@ def mark_confirmed(user: User) -> None:
 @cache
 def _zones() -> frozenset[str]:
     return frozenset(available_timezones())
+
+
+def timezone_names() -> list[str]:
+    """The IANA zone names set_timezone takes, sorted (UTC among them)."""
+    return sorted(_zones() | {"UTC"})
 
 
 def set_timezone(session: Session, user: User, name: str) -> None:
