@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, scoped_session
 
 from formrelay.db import begin_write
 from formrelay.models import Delivery, DeliveryStatus, Form, Submission, User, utcnow
-from formrelay.services import accounts, forms, passwords
+from formrelay.services import accounts, forms, passwords, search
 
 AnySession = Session | scoped_session[Session]
 
@@ -103,6 +103,11 @@ def make_submission(
         origin=origin,
     )
     session.add(submission)
+    session.flush()
+    # As ingest does, in the same transaction: the search index's entry.
+    search.index_submissions(
+        session.connection(), [(submission.id, search.search_text(submission.fields))]
+    )
     session.commit()
     return submission
 

@@ -64,6 +64,7 @@ def test_defaults_need_no_configuration(tmp_path):
         "FORMRELAY_TRUSTED_PROXIES": "0",
         "FORMRELAY_MAX_BODY_BYTES": "102400",
         "FORMRELAY_MAX_FIELDS": "200",
+        "FORMRELAY_SEARCH_INDEX": "true",
         "FORMRELAY_WORKER_BATCH_SIZE": "20",
         "FORMRELAY_SEND_RATE": "0.0",
         "FORMRELAY_WORKER_POLL_SECONDS": "1.0",

@@ -23,6 +23,7 @@ from .db import DATABASE_AWAY, begin_write, locks_whole_database
 from .extensions import db
 from .services.outbox import StoredSubmission, load_targets, store_submissions
 from .services.submissions import PreparedSubmission
+from .settings import get_settings
 
 log = logging.getLogger("formrelay.ingest")
 _EXTENSION = "formrelay.ingest"
@@ -31,7 +32,9 @@ _EXTENSION = "formrelay.ingest"
 def init_app(app: Flask) -> None:
     """Give the app its group commit, on the app's database engine."""
     with app.app_context():
-        app.extensions[_EXTENSION] = GroupCommit(sessionmaker(bind=db.engine))
+        app.extensions[_EXTENSION] = GroupCommit(
+            sessionmaker(bind=db.engine), search_index=get_settings(app).search_index
+        )
 
 
 def group_commit(app: Flask | None = None) -> GroupCommit:
@@ -64,8 +67,15 @@ class GroupCommit:
     # A request never waits for ever, even should the committer be stuck on the database.
     WAIT_SECONDS = 60.0
 
-    def __init__(self, session_factory: Callable[[], Session], *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        session_factory: Callable[[], Session],
+        *,
+        max_batch: int = 256,
+        search_index: bool = True,
+    ) -> None:
         self.session_factory = session_factory
+        self.search_index = search_index
         self.max_batch = max_batch
         self._queue: list[_Item] = []
         self._ready = threading.Condition()
@@ -136,7 +146,12 @@ class GroupCommit:
                 else:  # one transaction, one connection: fewer round trips
                     begin_write(session)
                     targets = load_targets(session, keys)
-                results = store_submissions(session, [(i.key, i.prepared) for i in batch], targets)
+                results = store_submissions(
+                    session,
+                    [(i.key, i.prepared) for i in batch],
+                    targets,
+                    search_index=self.search_index,
+                )
                 session.commit()
             for item, result in zip(batch, results, strict=True):
                 item.result = result

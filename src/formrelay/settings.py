@@ -68,6 +68,8 @@ class Settings:
 
     max_body_bytes: int = 100 * 1024
     max_fields: int = 200
+    # Keep the search index at ingest (off only to measure ingest without it).
+    search_index: bool = True
 
     worker_batch_size: int = 20
     send_rate: float = 0.0
@@ -145,6 +147,7 @@ FIELD_TO_VAR = {
     "trusted_proxies": "FORMRELAY_TRUSTED_PROXIES",
     "max_body_bytes": "FORMRELAY_MAX_BODY_BYTES",
     "max_fields": "FORMRELAY_MAX_FIELDS",
+    "search_index": "FORMRELAY_SEARCH_INDEX",
     "worker_batch_size": "FORMRELAY_WORKER_BATCH_SIZE",
     "send_rate": "FORMRELAY_SEND_RATE",
     "worker_poll_seconds": "FORMRELAY_WORKER_POLL_SECONDS",

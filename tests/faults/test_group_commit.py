@@ -27,9 +27,9 @@ def test_a_submission_the_database_refuses_does_not_fail_those_committed_with_it
     batches: list[int] = []
     real_store = ingest.store_submissions
 
-    def store(session, batch, targets=None):
+    def store(session, batch, targets=None, **options):
         batches.append(len(batch))
-        return real_store(session, batch, targets)
+        return real_store(session, batch, targets, **options)
 
     monkeypatch.setattr(ingest, "store_submissions", store)
     first_commit = threading.Event()

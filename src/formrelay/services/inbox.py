@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, literal, select, tuple_
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.elements import ColumnElement
 
-from ..models import Form, Submission, User
-from .permissions import owned_forms
+from ..models import Delivery, DeliveryStatus, Form, Submission, User, utcnow
+from . import search
+from .errors import Conflict, InvalidInput
+from .outbox import deliver_submission
+from .permissions import load_submission, owned_forms
+
+# The delivery states a list can be narrowed to (the forms list links to them).
+DELIVERY_STATES = (DeliveryStatus.FAILED.value, DeliveryStatus.DEAD.value)
 
 
 @dataclass(frozen=True)
@@ -24,12 +33,27 @@ class SubmissionFilter:
     q: str = ""  # full-text search over field values (services.search)
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # exclusive
+    # Only submissions with a delivery in this state (one of DELIVERY_STATES).
+    delivery: str | None = None
 
 
 def filtered(actor: User | None, f: SubmissionFilter) -> Select[Submission]:
     """The submissions `f` selects that `actor` may see (None: the CLI, which sees all),
     newest first (created_at, id descending: the keyset order)."""
-    query = select(Submission).where(Submission.is_spam.is_(f.spam))
+    return _where(select(Submission), actor, f).order_by(
+        Submission.created_at.desc(), Submission.id.desc()
+    )
+
+
+def _where(
+    query: Select[Any],
+    actor: User | None,
+    f: SubmissionFilter,
+    match: ColumnElement[bool] | None = None,
+) -> Select[Any]:
+    """`query` narrowed to what `f` selects for `actor`; `match` is the search's clause
+    when the caller planned it already (search.narrowed)."""
+    query = query.where(Submission.is_spam.is_(f.spam))
     if f.form is not None:
         query = query.where(Submission.form_id == f.form.id)
     elif actor is not None and not actor.is_admin:
@@ -38,7 +62,167 @@ def filtered(actor: User | None, f: SubmissionFilter) -> Select[Submission]:
         query = query.where(Submission.created_at >= f.since)
     if f.until is not None:
         query = query.where(Submission.created_at < f.until)
-    return query.order_by(Submission.created_at.desc(), Submission.id.desc())
+    if f.delivery is not None:
+        if f.delivery not in DELIVERY_STATES:
+            raise InvalidInput(f"delivery must be one of {', '.join(DELIVERY_STATES)}.")
+        query = query.where(
+            Submission.id.in_(select(Delivery.submission_id).where(Delivery.status == f.delivery))
+        )
+    if match is None:
+        match = search.matching(f.q)
+    if match is not None:
+        query = query.where(match)
+    return query
+
+
+# Keyset pagination ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list, newest first, with the cursors of its neighbours (None at the
+    ends)."""
+
+    submissions: Sequence[Submission]
+    newer: str | None  # cursor of the page before this one (more recent submissions)
+    older: str | None  # cursor of the page after it
+
+
+def encode_cursor(submission: Submission) -> str:
+    """An opaque, URL-safe position in the (created_at, id) order."""
+    raw = f"{submission.created_at.astimezone(UTC).isoformat()}|{submission.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (created_at, id) a cursor names. Raises InvalidInput for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, _, ident = raw.partition("|")
+        at = datetime.fromisoformat(moment)
+        if at.tzinfo is None:
+            raise ValueError("no zone")
+        return at, int(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput(
+            "This page link is not valid; start again from the first page."
+        ) from None
+
+
+def page(
+    session: Session,
+    actor: User | None,
+    f: SubmissionFilter,
+    *,
+    older: str | None = None,
+    newer: str | None = None,
+    size: int = 50,
+) -> Page:
+    """The `size` submissions `f` selects right after cursor `older` (or right before
+    `newer`; the first page without either), newest first. No OFFSET: each page is an
+    index range from its cursor, as fast 500 pages deep as on the first."""
+    key = tuple_(Submission.created_at, Submission.id)
+    match = search.narrowed(session, f.q)
+    query = _where(select(Submission), actor, f, match).options(
+        selectinload(Submission.form), selectinload(Submission.deliveries)
+    )
+    if newer is not None:
+        # Walk up from the cursor, then show those in the usual order.
+        at, ident = decode_cursor(newer)
+        rows = list(
+            session.scalars(
+                query.where(key > tuple_(_at(at), ident))
+                .order_by(Submission.created_at.asc(), Submission.id.asc())
+                .limit(size + 1)
+            )
+        )
+        more = len(rows) > size
+        rows = rows[:size][::-1]
+        return Page(
+            rows,
+            newer=encode_cursor(rows[0]) if more and rows else None,
+            older=encode_cursor(rows[-1]) if rows else None,
+        )
+    if older is not None:
+        at, ident = decode_cursor(older)
+        query = query.where(key < tuple_(_at(at), ident))
+    rows = list(
+        session.scalars(
+            query.order_by(Submission.created_at.desc(), Submission.id.desc()).limit(size + 1)
+        )
+    )
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(
+        rows,
+        newer=encode_cursor(rows[0]) if older is not None and rows else None,
+        older=encode_cursor(rows[-1]) if more else None,
+    )
+
+
+def _at(moment: datetime) -> Any:
+    # A bound value typed like the column, so that SQLite compares it in its stored form.
+    return literal(moment, Submission.created_at.type)
+
+
+# Changing submissions ---------------------------------------------------------------------
+
+
+def mark_spam(session: Session, submission: Submission, spam: bool) -> list[Delivery]:
+    """Move a submission to the spam folder, or back to the inbox. Back in the inbox it gets
+    the notifications it skipped as spam (services.outbox.deliver_submission): returns
+    those new deliveries (flushed, not committed)."""
+    submission.is_spam = spam
+    if spam:
+        submission.spam_reason = submission.spam_reason or "marked as spam by its owner"
+        session.flush()
+        return []
+    submission.spam_reason = None
+    session.flush()
+    return deliver_submission(session, submission)
+
+
+def delete_submissions(session: Session, actor: User, ids: Sequence[int]) -> int:
+    """Delete the submissions with these ids, with their deliveries and search entries; all
+    of them or none: one the actor may not see raises NotFound. Returns how many."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        raise InvalidInput("Select at least one submission.")
+    for ident in wanted:
+        load_submission(session, actor, ident)
+    return _delete(session, Submission.id.in_(wanted))
+
+
+def empty_spam(session: Session, actor: User, form: Form | None) -> int:
+    """Delete every spam submission of `form`, or of all the forms the actor may see.
+    Returns how many."""
+    spam = SubmissionFilter(form=form, spam=True)
+    return _delete(session, Submission.id.in_(_where(select(Submission.id), actor, spam)))
+
+
+def _delete(session: Session, which: Any) -> int:
+    # Core deletes: the ORM would load every row first. Deliveries go explicitly, so that
+    # it does not depend on the database enforcing ON DELETE CASCADE; the search entries
+    # go with the rows (services.search).
+    ids = list(session.scalars(select(Submission.id).where(which)))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        session.execute(delete(Delivery).where(Delivery.submission_id.in_(chunk)))
+        session.execute(delete(Submission).where(Submission.id.in_(chunk)))
+    session.expire_all()
+    return len(ids)
+
+
+def retry_delivery(session: Session, delivery: Delivery) -> None:
+    """Make a failed or dead delivery due now (pending; its attempts so far are kept, so the
+    log stays true). Raises Conflict for a delivery in any other state."""
+    if delivery.status not in DELIVERY_STATES:
+        raise Conflict(f"This delivery is {delivery.status}; only failed or dead ones are retried.")
+    delivery.status = DeliveryStatus.PENDING.value
+    delivery.next_attempt_at = utcnow()
+    delivery.lease_expires_at = None
+    delivery.leased_by = None
+    session.flush()
 
 
 @dataclass(frozen=True)
