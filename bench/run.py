@@ -244,9 +244,9 @@ class Database:
         return cls("sqlite", f"sqlite:///{workdir / 'bench.sqlite3'}")
 
     @classmethod
-    def postgresql(cls) -> Database | None:
+    def postgresql(cls, prefix: str = "formrelay_bench") -> Database | None:
         base = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-        name = f"formrelay_bench_{os.getpid()}"
+        name = f"{prefix}_{os.getpid()}"
         try:
             subprocess.run(
                 ["psql", base, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True
