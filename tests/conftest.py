@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from flask import Flask
+from flask import Flask, g
 from flask.testing import FlaskClient, FlaskCliRunner
 from psycopg import sql
 from sqlalchemy import create_engine, text
@@ -195,10 +195,20 @@ def app_config(database_url: str, tmp_path: Path) -> dict[str, object]:
 
 class FreshReadsClient(FlaskClient):
     """Ends the test's own transaction after each request, so that the test's next read
-    sees what the request committed (a SQLite reader keeps its snapshot until it ends)."""
+    sees what the request committed (a SQLite reader keeps its snapshot until it ends).
+
+    Requests share the test's app context, and with it `g`, where Flask-Login keeps the
+    user it loaded and Flask-WTF the CSRF token: dropped around each request, so that two
+    clients (two browsers) are two users, not whoever asked first."""
+
+    PER_REQUEST = ("_login_user", "csrf_token")
 
     def open(self, *args: Any, **kwargs: Any) -> TestResponse:
+        for name in self.PER_REQUEST:
+            g.pop(name, None)
         response = super().open(*args, **kwargs)
+        for name in self.PER_REQUEST:
+            g.pop(name, None)
         db.session.rollback()
         return response
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, NoAppException, ScriptInfo, with_appcontext
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from . import create_app
@@ -26,7 +27,7 @@ from .services import accounts, forms, inbox
 from .services.addresses import normalize_email
 from .services.errors import DomainError
 from .services.workers import outbox_status
-from .settings import ConfigError, get_settings, init_app, load_settings
+from .settings import ConfigError, Settings, get_settings, init_app, load_settings
 from .worker import make_worker
 
 DEMO_FORM_NAME = "Demo form"
@@ -103,7 +104,8 @@ def serve(host: str, port: int | None) -> None:
     """Run the web app and a delivery worker in one process (development).
 
     Unless FORMRELAY_BASE_URL is set, the URLs formrelay gives out (redirects, endpoints)
-    follow --host and --port."""
+    follow --host and --port. While no user has a password (a first start), it makes the
+    admin (FORMRELAY_ADMIN, else admin@localhost) and prints a one-time sign-in link."""
     from werkzeug.serving import run_simple
 
     _configure_logging()
@@ -120,6 +122,7 @@ def serve(host: str, port: int | None) -> None:
         + ("" if serving.base_url == listening else f" (public URL {serving.base_url})")
         + ", with a worker in-process"
     )
+    _first_start(serving)
     worker = make_worker(app)
     group_commit(app).after_commit(worker.wake)  # deliver now rather than at the next poll
     thread = threading.Thread(target=worker.run, name="formrelay-worker", daemon=True)
@@ -129,6 +132,30 @@ def serve(host: str, port: int | None) -> None:
     finally:
         worker.stop()
         thread.join(timeout=30)
+
+
+def _first_start(settings: Settings) -> None:
+    """While nobody has a password: make the administrator (FORMRELAY_ADMIN, else
+    admin@localhost) and print a one-time link where they set one."""
+    try:
+        found = accounts.first_start(_writing(), settings)
+        db.session.commit()
+    except DomainError as exc:
+        raise _fail(exc) from None
+    except DBAPIError as exc:  # no tables yet, or no database: serving still says so per page
+        db.session.rollback()
+        click.echo(
+            f"formrelay: cannot check for a first start ({type(exc.orig).__name__}); "
+            "run `formrelay db upgrade`.",
+            err=True,
+        )
+        return
+    if found is not None:
+        admin, link = found
+        click.echo(
+            f"No one can log in yet. Open this link (once, within 24 hours) to set the password "
+            f"of the admin {admin.email}:\n{link}"
+        )
 
 
 @cli.group("worker", invoke_without_command=True)
@@ -206,13 +233,33 @@ def user() -> None:
 @click.option("--admin", is_flag=True, help="Give the user the admin role.")
 @with_appcontext
 def user_create(email: str, admin: bool) -> None:
-    """Create a user."""
+    """Create a user; the last line printed is a one-time link (valid 24 h) where they set
+    a password and are signed in. Give it to them: nothing is mailed."""
     try:
         created = accounts.create_user(_writing(), email, admin=admin)
     except DomainError as exc:
         raise _fail(exc) from None
     db.session.commit()
     click.echo(f"Created {'admin' if admin else 'user'} {created.email}")
+    click.echo("Sign-in link (works once, for 24 hours; sets the password):")
+    click.echo(accounts.sign_in_link(get_settings(), created))
+
+
+@user.command("login-link")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@with_appcontext
+def user_login_link(email: str) -> None:
+    """Print a one-time sign-in link (valid 24 h) for a user locked out: it opens a page
+    where they set a new password and are signed in. Links printed before keep working until
+    one of them is used (setting the password ends the others)."""
+    found = accounts.find_user(_session(), email)
+    db.session.rollback()
+    if found is None:
+        raise click.ClickException(f"No user {email}; create one with `formrelay user create`.")
+    if found.disabled:
+        raise click.ClickException(f"{found.email} is disabled; an admin must enable it first.")
+    click.echo(f"Sign-in link for {found.email} (works once, for 24 hours; sets the password):")
+    click.echo(accounts.sign_in_link(get_settings(), found))
 
 
 @cli.group()

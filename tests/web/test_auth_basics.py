@@ -52,3 +52,17 @@ def test_dashboard_pages_send_security_headers(client: FlaskClient) -> None:
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     assert "'unsafe-inline'" not in headers["Content-Security-Policy"]
     assert headers["Referrer-Policy"] == "same-origin"
+
+
+def test_hsts_is_sent_only_when_formrelay_is_served_over_https(
+    app_config: dict[str, object],
+) -> None:
+    from formrelay import create_app
+
+    app_config["base_url"] = "https://forms.example.org"
+    secure = create_app(app_config).test_client()
+    assert secure.get("/login").headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_plain_http_sends_no_hsts(client: FlaskClient) -> None:
+    assert "Strict-Transport-Security" not in client.get("/login").headers

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -10,7 +12,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..models import Form, Recipient, Submission, User, utcnow
 from .addresses import normalize_email
-from .errors import FormNotFound, InvalidInput, SubmissionRejected
+from .errors import Conflict, FormNotFound, InvalidInput, NotFound, SubmissionRejected
+from .outbox import queue_mail
 from .submissions import MAX_SUBJECT, clean_subject
 from .urls import http_url
 
@@ -74,6 +77,7 @@ class FormChanges:
     subject: str | None = None
     add_recipients: Sequence[str] = field(default_factory=tuple)
     remove_recipients: Sequence[str] = field(default_factory=tuple)
+    store_only: bool | None = None
 
     def __bool__(self) -> bool:
         return any(
@@ -81,6 +85,7 @@ class FormChanges:
                 self.name is not None,
                 self.redirect_url is not None,
                 self.subject is not None,
+                self.store_only is not None,
                 self.add_recipients,
                 self.remove_recipients,
             )
@@ -122,6 +127,9 @@ def update_form(
     if changes.subject is not None and subject != form.subject:
         form.subject = subject
         changed.append("subject")
+    if changes.store_only is not None and changes.store_only != form.store_only:
+        form.store_only = changes.store_only
+        changed.append("store-only")
     before = [(r.email, r.verified) for r in form.recipients]
     for address in adding:
         _add_recipient(form, address, verified=verified)
@@ -151,6 +159,97 @@ def delete_form(session: Session, form: Form) -> int:
     session.delete(form)
     session.flush()
     return count or 0
+
+
+def add_recipient(session: Session, form: Form, raw: str, *, base_url: str) -> Recipient:
+    """Add an address to `form` from the dashboard: verified at once when it is the owner's
+    own confirmed address, otherwise pending, with a verification link mailed to it (through
+    the outbox) that must be followed before it receives anything.
+
+    Raises InvalidInput for a bad address, Conflict for one the form has already.
+    """
+    address = _address(raw)
+    if any(r.email.lower() == address.lower() for r in form.recipients):
+        raise Conflict(f"{address} is a recipient of this form already.")
+    owner = form.owner
+    own = owner.confirmed_at is not None and owner.email.lower() == address.lower()
+    recipient = Recipient(email=address, verified=own, verified_at=utcnow() if own else None)
+    form.recipients.append(recipient)
+    session.flush()
+    if not own:
+        send_verification(session, recipient, base_url=base_url)
+    return recipient
+
+
+def send_verification(session: Session, recipient: Recipient, *, base_url: str) -> str:
+    """Mail `recipient` a new verification link (the one sent before stops working) and
+    return the link. Raises Conflict when the address is verified already."""
+    if recipient.verified:
+        raise Conflict(f"{recipient.email} is verified already.")
+    token = secrets.token_urlsafe(32)
+    # Only the digest is stored: a copy of the database holds no working link.
+    recipient.verification_token = _token_digest(token)
+    link = f"{base_url}/verify/{token}"
+    form = recipient.form
+    queue_mail(
+        session,
+        recipient.email,
+        subject=f"Confirm that {recipient.email} should receive submissions to {form.name}",
+        text=(
+            f'{form.owner.email} would like submissions to their form "{form.name}" to be\n'
+            f"sent to {recipient.email}. To agree, open this link and confirm:\n\n{link}\n\n"
+            "If you did not expect this, ignore this message: nothing is sent to you until\n"
+            "the link is followed.\n"
+        ),
+    )
+    session.flush()
+    return link
+
+
+def pending_recipient(session: Session, token: str) -> Recipient:
+    """The unverified recipient a verification link names. Raises NotFound for a link that
+    is unknown, used already or replaced by a newer one."""
+    recipient = session.scalar(
+        select(Recipient).where(Recipient.verification_token == _token_digest(token))
+    )
+    if recipient is None or recipient.verified:
+        raise NotFound("This verification link is not valid: it was used or replaced.")
+    return recipient
+
+
+def verify_recipient(session: Session, token: str) -> Recipient:
+    """Mark the recipient a verification link names as verified; the link dies. Raises
+    NotFound (see pending_recipient)."""
+    recipient = pending_recipient(session, token)
+    recipient.verified, recipient.verified_at = True, utcnow()
+    recipient.verification_token = None
+    session.flush()
+    return recipient
+
+
+def remove_recipient(session: Session, form: Form, recipient_id: int) -> Recipient:
+    """Remove one of `form`'s recipients. Raises NotFound for an id that is not one of them,
+    InvalidInput for the last one (a form needs an address to send to)."""
+    recipient = find_recipient(form, recipient_id)
+    if len(form.recipients) == 1:
+        raise InvalidInput(
+            "A form needs at least one recipient: add another before removing the last."
+        )
+    form.recipients.remove(recipient)
+    session.flush()
+    return recipient
+
+
+def find_recipient(form: Form, recipient_id: int) -> Recipient:
+    """One of `form`'s recipients. Raises NotFound."""
+    recipient = next((r for r in form.recipients if r.id == recipient_id), None)
+    if recipient is None:
+        raise NotFound("This form has no such recipient.")
+    return recipient
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _name(raw: str) -> str:

@@ -1,4 +1,4 @@
-"""Accounts: log in and out (registration, confirmation and resets grow here)."""
+"""Accounts: register, confirm, log in and out, reset, sign-in links, the account page."""
 
 from __future__ import annotations
 
@@ -9,12 +9,33 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from ..extensions import db, login_manager
+from ..extensions import db, limiter, login_manager
 from ..models import User, utcnow
-from ..services import accounts, passwords
-from .inputs import ConfirmInput, LoginInput
+from ..services import accounts, passwords, tokens
+from ..services.errors import InvalidInput
+from ..settings import get_settings
+from .errors import error_response
+from .inputs import (
+    ChangeEmailInput,
+    ChangePasswordInput,
+    ConfirmInput,
+    LoginInput,
+    RegisterInput,
+    ResetRequestInput,
+    SetPasswordInput,
+    TimezoneInput,
+)
+from .negotiation import wants_json
 
 bp = Blueprint("auth", __name__)
+
+# Log-in and reset attempts (Flask-Limiter syntax), counted per client address and per
+# account address; a failed log-in counts, a successful one does not. Above them: 429 with
+# Retry-After. docs/dashboard.md ("Accounts") lists them.
+LIMIT_PER_ADDRESS = "10/minute;100/hour"
+LIMIT_PER_ACCOUNT = "5/minute;50/hour"
+
+View = str | Response | tuple[str, int] | tuple[Response, int]
 
 
 @login_manager.user_loader
@@ -40,8 +61,23 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
+def _account_key() -> str:
+    """The rate-limit key of the account an attempt names (whether or not it exists)."""
+    return "account:" + request.form.get("email", "").strip().lower()[:320]
+
+
+def _failed(response: Response) -> bool:
+    return response.status_code >= 400
+
+
+def _home() -> Response:
+    return redirect(url_for("forms.index"))
+
+
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> str | Response | tuple[str, int]:
+@limiter.limit(LIMIT_PER_ADDRESS, methods=["POST"], deduct_when=_failed)
+@limiter.limit(LIMIT_PER_ACCOUNT, methods=["POST"], key_func=_account_key, deduct_when=_failed)
+def login() -> View:
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")) or url_for("forms.index"))
     form = LoginInput(next=request.args.get("next", ""))
@@ -51,12 +87,17 @@ def login() -> str | Response | tuple[str, int]:
             user.password_hash if user else None, form.password.data or ""
         )
         if user is not None and ok and user.is_active:
+            if user.password_hash and passwords.needs_rehash(user.password_hash):
+                user.password_hash = passwords.hash_password(form.password.data or "")
             user.last_login_at = utcnow()
             db.session.commit()
             login_user(user, remember=bool(form.remember.data))
             return redirect(safe_next(form.next.data) or url_for("forms.index"))
         flash("The e-mail address or password is not right.", "error")
-    return render_template("auth/login.html", form=form), 200 if request.method == "GET" else 400
+    page = render_template(
+        "auth/login.html", form=form, registration_open=get_settings().registration == "open"
+    )
+    return page, 200 if request.method == "GET" else 400
 
 
 @bp.post("/logout")
@@ -66,3 +107,240 @@ def logout() -> Response:
         logout_user()
         flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
+
+
+# -- registration and confirmation -----------------------------------------------------------
+@bp.route("/register", methods=["GET", "POST"])
+@limiter.limit(LIMIT_PER_ADDRESS, methods=["POST"])
+def register() -> View:
+    settings = get_settings()
+    if settings.registration != "open":
+        return render_template("auth/register_closed.html", mode=settings.registration), 404
+    if current_user.is_authenticated:
+        return _home()
+    form = RegisterInput()
+    if form.validate_on_submit():
+        email = form.email.data or ""
+        try:
+            accounts.register(db.session(), settings, email, form.password.data or "")
+        except InvalidInput as exc:
+            form.form_errors.append(exc.message)
+        else:
+            db.session.commit()
+            # The same page whether the address was new or had an account already.
+            return render_template("auth/check_inbox.html", email=email, what="register")
+    status = 200 if request.method == "GET" else 400
+    return render_template("auth/register.html", form=form), status
+
+
+@bp.get("/confirm/<token>")
+def confirm(token: str) -> View:
+    session = db.session()
+    try:
+        claim = tokens.consume(session, get_settings(), tokens.CONFIRM, token)
+        if claim.email != claim.user.email:
+            raise tokens.TokenUsed("This link confirmed an address the account no longer has.")
+    except tokens.TokenError as exc:
+        return _bad_link(exc)
+    accounts.mark_confirmed(claim.user)
+    db.session.commit()
+    flash(f"{claim.user.email} is confirmed. Thank you.", "info")
+    if current_user.is_authenticated:
+        return _home()
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/confirm/resend")
+@login_required
+def resend_confirmation() -> Response:
+    if not ConfirmInput().validate_on_submit():
+        return error_response(400, "The form had expired: please try again.")
+    user: User = current_user._get_current_object()
+    if user.confirmed_at is None:
+        accounts.send_confirmation(db.session(), get_settings(), user)
+        db.session.commit()
+        flash(f"A new confirmation link is on its way to {user.email}.", "info")
+    return redirect(safe_next(request.args.get("next")) or url_for("forms.index"))
+
+
+# -- forgotten passwords and sign-in links -----------------------------------------------------
+@bp.route("/reset", methods=["GET", "POST"])
+@limiter.limit(LIMIT_PER_ADDRESS, methods=["POST"])
+@limiter.limit(LIMIT_PER_ACCOUNT, methods=["POST"], key_func=_account_key)
+def reset_request() -> View:
+    form = ResetRequestInput()
+    if form.validate_on_submit():
+        email = form.email.data or ""
+        accounts.request_reset(db.session(), get_settings(), email)
+        db.session.commit()
+        return render_template("auth/check_inbox.html", email=email, what="reset")
+    status = 200 if request.method == "GET" else 400
+    return render_template("auth/reset_request.html", form=form), status
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset(token: str) -> View:
+    return _set_password(tokens.RESET, token, heading="Choose a new password")
+
+
+@bp.route("/sign-in/<token>", methods=["GET", "POST"])
+def sign_in(token: str) -> View:
+    return _set_password(tokens.SIGN_IN, token, heading="Set your password")
+
+
+@bp.route("/invitation/<token>", methods=["GET", "POST"])
+def invitation(token: str) -> View:
+    return _set_password(tokens.INVITE, token, heading="Welcome: set your password")
+
+
+def _set_password(purpose: str, token: str, *, heading: str) -> View:
+    """The page a reset, sign-in or invitation link opens: choose a password, and be signed
+    in. Following the link proves the address, so it is confirmed too."""
+    session, settings = db.session(), get_settings()
+    try:
+        claim = tokens.check(session, settings, purpose, token)
+    except tokens.TokenError as exc:
+        return _bad_link(exc)
+    form = SetPasswordInput()
+    if form.validate_on_submit():
+        try:
+            claim = tokens.consume(session, settings, purpose, token)
+            accounts.set_password(session, claim.user, form.password.data or "")
+        except tokens.TokenError as exc:
+            db.session.rollback()
+            return _bad_link(exc)
+        except InvalidInput as exc:
+            db.session.rollback()
+            form.password.errors = [exc.message]
+        else:
+            user = claim.user
+            accounts.mark_confirmed(user)
+            user.last_login_at = utcnow()
+            db.session.commit()
+            logout_user()  # whoever was signed in here, the link's owner is now
+            login_user(user)
+            flash("Your password is set; you are logged in.", "info")
+            return _home()
+    status = 200 if request.method == "GET" else 400
+    page = render_template("auth/set_password.html", form=form, heading=heading, user=claim.user)
+    return page, status
+
+
+def _bad_link(exc: tokens.TokenError) -> View:
+    """A friendly page (or JSON) saying why a link cannot be followed: 400 for a link that
+    is not one of ours, 410 for one that has expired or been used."""
+    db.session.rollback()
+    if wants_json(request):
+        return error_response(exc.status, exc.message, exc.errors)
+    return render_template("auth/bad_link.html", error=exc), exc.status
+
+
+# -- the account page --------------------------------------------------------------------------
+def _account_inputs() -> tuple[ChangePasswordInput, ChangeEmailInput, TimezoneInput]:
+    return (
+        ChangePasswordInput(prefix="pw"),
+        ChangeEmailInput(prefix="em"),
+        TimezoneInput(prefix="tz", data={"timezone": current_user.timezone}),
+    )
+
+
+def _account_page(
+    inputs: tuple[ChangePasswordInput, ChangeEmailInput, TimezoneInput], status: int = 200
+) -> tuple[str, int]:
+    password, email, zone = inputs
+    page = render_template(
+        "auth/account.html", password_form=password, email_form=email, timezone_form=zone
+    )
+    return page, status
+
+
+@bp.get("/account")
+@login_required
+def account() -> View:
+    return _account_page(_account_inputs())
+
+
+@bp.post("/account/password")
+@login_required
+def change_password() -> View:
+    inputs = _account_inputs()
+    form = inputs[0]
+    if form.validate_on_submit():
+        user: User = current_user._get_current_object()
+        remember = bool(request.cookies.get("remember_token"))
+        try:
+            accounts.change_password(
+                db.session(), user, form.current.data or "", form.password.data or ""
+            )
+        except InvalidInput as exc:
+            db.session.rollback()
+            target = form.current if "current" in exc.message else form.password
+            target.errors = [exc.message]
+        else:
+            db.session.commit()
+            # The session version went up: every other session is over; this one carries on.
+            login_user(user, remember=remember)
+            flash("Your password is changed; other sessions are logged out.", "info")
+            return redirect(url_for("auth.account"))
+    return _account_page(inputs, 400)
+
+
+@bp.post("/account/email")
+@login_required
+def change_email() -> View:
+    inputs = _account_inputs()
+    form = inputs[1]
+    if form.validate_on_submit():
+        user: User = current_user._get_current_object()
+        if not passwords.verify_password(user.password_hash, form.password.data or ""):
+            form.password.errors = ["The current password is not right."]
+        else:
+            try:
+                address = accounts.request_email_change(
+                    db.session(), get_settings(), user, form.email.data or ""
+                )
+            except InvalidInput as exc:
+                db.session.rollback()
+                form.email.errors = [exc.message]
+            else:
+                db.session.commit()
+                flash(
+                    f"A link is on its way to {address}; the change happens when it is "
+                    f"followed. Until then the account keeps {user.email}.",
+                    "info",
+                )
+                return redirect(url_for("auth.account"))
+    return _account_page(inputs, 400)
+
+
+@bp.get("/account/email/<token>")
+def confirm_email_change(token: str) -> View:
+    session = db.session()
+    try:
+        claim = tokens.consume(session, get_settings(), tokens.CHANGE_EMAIL, token)
+        user = accounts.apply_email_change(session, claim)
+    except tokens.TokenError as exc:
+        return _bad_link(exc)
+    db.session.commit()
+    flash(f"Your account's address is now {user.email}.", "info")
+    if current_user.is_authenticated:
+        return redirect(url_for("auth.account"))
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/account/timezone")
+@login_required
+def change_timezone() -> View:
+    inputs = _account_inputs()
+    form = inputs[2]
+    if form.validate_on_submit():
+        try:
+            accounts.set_timezone(db.session(), current_user, form.timezone.data or "")
+        except InvalidInput as exc:
+            db.session.rollback()
+            form.timezone.errors = [exc.message]
+        else:
+            db.session.commit()
+            flash(f"Times are shown in {current_user.timezone} now.", "info")
+            return redirect(url_for("auth.account"))
+    return _account_page(inputs, 400)

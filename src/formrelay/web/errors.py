@@ -24,6 +24,9 @@ STATUS_BY_CODE = {
     "INACTIVE": 403,
     "BLOCKED": 403,
     "CONFLICT": 409,
+    "TOKEN_INVALID": 400,
+    "TOKEN_EXPIRED": 410,
+    "TOKEN_USED": 410,
     "PAYLOAD_TOO_LARGE": 413,
     "FILES_TOO_BIG": 413,
     "UNSUPPORTED_CONTENT_TYPE": 415,
@@ -68,6 +71,7 @@ def _code_for(status: int) -> str:
         405: "METHOD_NOT_ALLOWED",
         413: "PAYLOAD_TOO_LARGE",
         415: "UNSUPPORTED_CONTENT_TYPE",
+        410: "GONE",
         429: "TOO_MANY_REQUESTS",
         503: "SERVICE_UNAVAILABLE",
     }.get(status, "ERROR" if status < 500 else "SERVER_ERROR")
@@ -141,5 +145,6 @@ def _http_message(exc: HTTPException) -> str:
         404: "There is nothing at this address.",
         405: f"{request.method} is not allowed here.",
         413: "The request is larger than this service accepts.",
+        429: "Too many attempts: wait a little, then try again.",
     }
     return messages.get(exc.code or 500, exc.description or exc.name)

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, PasswordField, SubmitField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    StringField,
+    SubmitField,
+    URLField,
+)
 from wtforms.validators import DataRequired, Length
 
 
@@ -20,3 +28,56 @@ class ConfirmInput(FlaskForm):
     delete, retry)."""
 
     submit = SubmitField("Confirm")
+
+
+class RegisterInput(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
+    submit = SubmitField("Create account")
+
+
+class ResetRequestInput(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    submit = SubmitField("Send reset link")
+
+
+class SetPasswordInput(FlaskForm):
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=1000)])
+    submit = SubmitField("Set password")
+
+
+class ChangePasswordInput(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=1000)])
+    submit = SubmitField("Change password")
+
+
+class ChangeEmailInput(FlaskForm):
+    email = EmailField("New email", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
+    submit = SubmitField("Change email")
+
+
+class TimezoneInput(FlaskForm):
+    timezone = StringField("Time zone", validators=[DataRequired(), Length(max=64)])
+    submit = SubmitField("Save time zone")
+
+
+# -- forms (web/dashboard/forms.py) --------------------------------------------------------
+class NewFormInput(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    recipient = EmailField("Send submissions to", validators=[DataRequired(), Length(max=320)])
+    submit = SubmitField("Create form")
+
+
+class FormSettingsInput(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    redirect_url = URLField("Redirect after submitting", validators=[Length(max=2000)])
+    subject = StringField("Subject of notifications", validators=[Length(max=200)])
+    store_only = BooleanField("Store only: keep submissions, send no notifications")
+    submit = SubmitField("Save settings")
+
+
+class RecipientInput(FlaskForm):
+    email = EmailField("Add a recipient", validators=[DataRequired(), Length(max=320)])
+    submit = SubmitField("Add recipient")

@@ -1,18 +1,240 @@
-"""The owner's forms: list, create, settings, set-up."""
+"""The owner's forms: the list with its figures, create, settings, set-up, disable, delete.
+
+Every page loads its form through services.permissions.load_form: another user's form is a
+404, as is a key that exists nowhere. Changes are made by services.forms; the view commits
+once, and the mail a change queues leaves with that commit.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
 
 from ...extensions import db
-from ...services import permissions
+from ...models import Form
+from ...services import forms, permissions, stats
+from ...services.errors import Conflict, InvalidInput
+from ...services.submissions import SPECIAL_FIELDS
+from ...settings import get_settings
+from ..auth import safe_next
+from ..inputs import FormSettingsInput, NewFormInput, RecipientInput
 
 bp = Blueprint("forms", __name__)
+
+# What each special field does, for the set-up tab (services/submissions.py acts on them).
+SPECIAL_FIELD_HELP = {
+    "_replyto": "The address a reply to the notification goes to. Without it, the first "
+    "field named email is used.",
+    "_next": "Where the visitor goes after submitting: an http(s) URL, or a path resolved "
+    "against the page the form is on. Overrides the form's default redirect.",
+    "_subject": "The subject of the notification, instead of the form's own.",
+    "_cc": "Up to 5 addresses, comma-separated, that get a copy of the notification.",
+    "_gotcha": "The honeypot: keep it hidden. A bot that fills it gets a normal answer, "
+    "and the submission is stored as spam and sends nothing.",
+    "_language": "Accepted for Formspree compatibility and ignored; never shown as data.",
+    "_template": "Accepted for Formspree compatibility and ignored; never shown as data.",
+    "_format": "Accepted for Formspree compatibility and ignored; never shown as data.",
+}
+assert set(SPECIAL_FIELD_HELP) == SPECIAL_FIELDS, "every special field needs its help text"
+
+
+def endpoint_url(form: Form) -> str:
+    return f"{get_settings().base_url}/f/{form.key}"
 
 
 @bp.get("/forms")
 @login_required
 def index() -> str:
-    forms = db.session.scalars(permissions.owned_forms(current_user).order_by("id")).all()
-    return render_template("dashboard/forms.html", forms=forms)
+    session = db.session()
+    listed = session.scalars(permissions.owned_forms(current_user).order_by(Form.id)).all()
+    figures = stats.form_stats(session, [f.id for f in listed])
+    rows = [
+        {
+            "form": f,
+            "endpoint": endpoint_url(f),
+            "stats": figures[f.id],
+            "points": stats.sparkline_points(figures[f.id].daily),
+        }
+        for f in listed
+    ]
+    return render_template("dashboard/forms.html", rows=rows, days=stats.DAYS)
+
+
+@bp.route("/forms/new", methods=["GET", "POST"])
+@login_required
+def new() -> str | Response | tuple[str, int]:
+    user = current_user._get_current_object()
+    input = NewFormInput(recipient=user.email) if request.method == "GET" else NewFormInput()
+    if input.validate_on_submit():
+        session = db.session()
+        try:
+            form = forms.create_form(session, user, name=input.name.data or "", recipients=[])
+            recipient = forms.add_recipient(
+                session, form, input.recipient.data or "", base_url=get_settings().base_url
+            )
+        except InvalidInput as exc:
+            session.rollback()
+            input.form_errors.append(exc.message)
+        else:
+            session.commit()
+            flash(f"Form {form.name} created.", "success")
+            if not recipient.verified:
+                flash(_pending_message(recipient.email), "info")
+            return redirect(url_for("forms.setup", key=form.key))
+    status = 200 if request.method == "GET" else 400
+    return render_template("dashboard/form_new.html", input=input), status
+
+
+@bp.route("/forms/<key>/settings", methods=["GET", "POST"])
+@login_required
+def settings(key: str) -> str | Response | tuple[str, int]:
+    session = db.session()
+    form = permissions.load_form(session, current_user, key)
+    input = FormSettingsInput(obj=form)  # the request's values when posted
+    if input.validate_on_submit():
+        changes = forms.FormChanges(
+            name=input.name.data or "",
+            redirect_url=(input.redirect_url.data or "").strip(),
+            subject=input.subject.data or "",
+            store_only=bool(input.store_only.data),
+        )
+        try:
+            changed = forms.update_form(session, form, changes)
+        except InvalidInput as exc:
+            session.rollback()
+            input.form_errors.append(exc.message)
+        else:
+            session.commit()
+            flash("Settings saved." if changed else "Nothing changed.", "success")
+            return redirect(url_for("forms.settings", key=form.key))
+    status = 200 if request.method == "GET" else 400
+    return _settings_page(form, input, RecipientInput(formdata=None)), status
+
+
+@bp.post("/forms/<key>/recipients")
+@login_required
+def add_recipient(key: str) -> str | Response | tuple[str, int]:
+    session = db.session()
+    form = permissions.load_form(session, current_user, key)
+    input = RecipientInput()
+    if input.validate_on_submit():
+        try:
+            recipient = forms.add_recipient(
+                session, form, input.email.data or "", base_url=get_settings().base_url
+            )
+        except (InvalidInput, Conflict) as exc:
+            session.rollback()
+            form = permissions.load_form(session, current_user, key)
+            input.email.errors = [exc.message]
+        else:
+            session.commit()
+            if recipient.verified:
+                flash(f"{recipient.email} added: it is your confirmed address.", "success")
+            else:
+                flash(_pending_message(recipient.email), "info")
+            return redirect(url_for("forms.settings", key=form.key))
+    return _settings_page(form, FormSettingsInput(formdata=None, obj=form), input), 400
+
+
+@bp.post("/forms/<key>/recipients/<int:recipient_id>/resend")
+@login_required
+def resend_verification(key: str, recipient_id: int) -> Response:
+    session = db.session()
+    form = permissions.load_form(session, current_user, key)
+    recipient = forms.find_recipient(form, recipient_id)
+    forms.send_verification(session, recipient, base_url=get_settings().base_url)
+    session.commit()
+    flash(f"A new verification link is on its way to {recipient.email}.", "info")
+    return redirect(url_for("forms.settings", key=form.key))
+
+
+@bp.post("/forms/<key>/recipients/<int:recipient_id>/remove")
+@login_required
+def remove_recipient(key: str, recipient_id: int) -> Response:
+    session = db.session()
+    form = permissions.load_form(session, current_user, key)
+    recipient = forms.remove_recipient(session, form, recipient_id)
+    session.commit()
+    flash(f"{recipient.email} no longer receives this form's submissions.", "success")
+    return redirect(url_for("forms.settings", key=form.key))
+
+
+@bp.post("/forms/<key>/disable")
+@login_required
+def disable(key: str) -> Response:
+    return _set_enabled(key, False)
+
+
+@bp.post("/forms/<key>/enable")
+@login_required
+def enable(key: str) -> Response:
+    return _set_enabled(key, True)
+
+
+@bp.route("/forms/<key>/delete", methods=["GET", "POST"])
+@login_required
+def delete(key: str) -> str | Response:
+    session = db.session()
+    form = permissions.load_form(session, current_user, key)
+    if request.method == "POST":
+        name = form.name
+        count = forms.delete_form(session, form)
+        session.commit()
+        flash(f"Form {name} deleted with its {count} submission(s).", "success")
+        return redirect(url_for("forms.index"))
+    total = stats.form_stats(session, [form.id])[form.id].total
+    return render_template("dashboard/form_delete.html", form=form, total=total)
+
+
+@bp.get("/forms/<key>/setup")
+@login_required
+def setup(key: str) -> str:
+    form = permissions.load_form(db.session(), current_user, key)
+    return render_template(
+        "dashboard/form_setup.html",
+        form=form,
+        endpoint=endpoint_url(form),
+        base_url=get_settings().base_url,
+        special_fields=SPECIAL_FIELD_HELP,
+    )
+
+
+@bp.route("/verify/<token>", methods=["GET", "POST"])
+def verify(token: str) -> str | Response:
+    """The link mailed to a new recipient: a page asking to confirm (a mail scanner that
+    follows links must not verify an address for its owner), then the POST that does."""
+    session = db.session()
+    if request.method == "POST":
+        recipient = forms.verify_recipient(session, token)
+        session.commit()
+        return render_template("dashboard/form_verified.html", recipient=recipient)
+    recipient = forms.pending_recipient(session, token)
+    return render_template("dashboard/form_verify.html", recipient=recipient)
+
+
+def _set_enabled(key: str, enabled: bool) -> Response:
+    session = db.session()
+    form = permissions.load_form(session, current_user, key)
+    forms.set_enabled(session, form, enabled)
+    session.commit()
+    state = "enabled: it accepts submissions" if enabled else "disabled: it refuses submissions"
+    flash(f"Form {form.name} {state}.", "success")
+    return redirect(safe_next(request.form.get("back")) or url_for("forms.settings", key=form.key))
+
+
+def _settings_page(form: Form, input: FormSettingsInput, recipient_input: RecipientInput) -> str:
+    return render_template(
+        "dashboard/form_settings.html",
+        form=form,
+        input=input,
+        recipient_input=recipient_input,
+        endpoint=endpoint_url(form),
+    )
+
+
+def _pending_message(address: str) -> str:
+    return (
+        f"A verification link was sent to {address}: it receives submissions once the "
+        "link is followed."
+    )
