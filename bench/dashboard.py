@@ -813,6 +813,8 @@ def measure_export(client: httpx.Client, web_pid: int, seed: Seed) -> dict[str, 
             "seconds": elapsed,
             "first_row_s": first_byte,
             "rows_per_s": rows / elapsed if elapsed else 0.0,
+            # After the first row: the rate once the export streams.
+            "streaming_rows_per_s": rows / (elapsed - first_byte) if rows else 0.0,
             "megabytes": size / 1e6,
             "idle_web_worker_rss_mb": idle,
             "peak_web_worker_rss_mb": peak[0],
