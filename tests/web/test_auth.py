@@ -16,12 +16,13 @@ from formrelay.extensions import db
 from formrelay.models import User, utcnow
 from formrelay.services import accounts, tokens
 from formrelay.settings import get_settings
-from formrelay.worker import Worker
+from formrelay.worker import Worker, make_worker
 
 from ..auth import AuthActions, csrf_token, post_form
 from ..conftest import BASE_URL
 from ..factories import PASSWORD, make_user
 from ..fakes import RecordingBackend
+from ..mailserver import MailServer
 
 NEW_PASSWORD = "a much better passphrase"
 LINK = re.compile(re.escape(BASE_URL) + r"(/\S+)")
@@ -69,7 +70,13 @@ def owner(app: Flask) -> User:
 
 
 # -- what a signed-out visitor and a missing CSRF token get --------------------------------------
-ACCOUNT_POSTS = ["/account/password", "/account/email", "/account/timezone", "/confirm/resend"]
+ACCOUNT_POSTS = [
+    "/account/password",
+    "/account/email",
+    "/account/timezone",
+    "/confirm/resend",
+    "/logout",
+]
 
 
 def test_account_page_asks_a_signed_out_visitor_to_log_in(client: FlaskClient) -> None:
@@ -109,7 +116,11 @@ def test_registration_is_by_invitation_by_default(client: FlaskClient) -> None:
     response = client.get("/register")
     assert response.status_code == 404
     assert "Registration is by invitation" in response.get_data(as_text=True)
-    assert client.post("/register").status_code in (400, 404)  # no token: refused either way
+    sent = post_form(
+        client, "/login", {"email": "a@example.com", "password": NEW_PASSWORD}, action="/register"
+    )
+    assert sent.status_code == 404
+    assert accounts.find_user(db.session, "a@example.com") is None
 
 
 @pytest.fixture
@@ -572,3 +583,79 @@ def test_first_start_on_a_database_without_tables_says_to_upgrade(
         db.session.remove()
         db.engine.dispose()
     assert "run `formrelay db upgrade`" in capsys.readouterr().err
+
+
+def test_register_confirm_and_log_in_with_the_mail_read_from_a_real_smtp_server(
+    open_registration: dict[str, object],
+    smtp_config: dict[str, object],
+    smtp_server: MailServer,
+    app: Flask,
+    client: FlaskClient,
+    auth: AuthActions,
+) -> None:
+    post_form(client, "/register", {"email": "ann@example.org", "password": NEW_PASSWORD})
+    make_worker(app).drain()
+    received = {r.rcpt_tos[0]: r.message for r in smtp_server.received}
+    assert set(received) == {"ann@example.org", "admin@example.com"}
+    found = LINK.search(received["ann@example.org"].get_content())
+    assert found and found.group(1).startswith("/confirm/")
+    db.session.rollback()
+    assert client.get(found.group(1)).status_code == 302
+    auth.login("ann@example.org", NEW_PASSWORD)
+    assert "Confirm your address" not in client.get("/forms").get_data(as_text=True)
+
+
+def test_moving_to_an_address_that_has_an_account_changes_nothing_and_tells_it(
+    client: FlaskClient,
+    auth: AuthActions,
+    owner: User,
+    worker: Worker,
+    outbox: RecordingBackend,
+) -> None:
+    make_user(db.session, "taken@example.org")
+    db.session.commit()
+    auth.login()
+    response = post_form(
+        client,
+        "/account",
+        {"em-email": "taken@example.org", "em-password": PASSWORD},
+        action="/account/email",
+    )
+    assert response.status_code == 302  # the same answer as for a free address
+    assert user("owner@example.com").pending_email is None
+    (note,) = mail_to(worker, outbox, "taken@example.org")
+    assert "has an account already" in text_of(note)
+
+
+def test_changing_the_email_needs_the_current_password(
+    client: FlaskClient, auth: AuthActions, owner: User
+) -> None:
+    auth.login()
+    response = post_form(
+        client,
+        "/account",
+        {"em-email": "new@example.org", "em-password": "wrong-password"},
+        action="/account/email",
+    )
+    assert response.status_code == 400
+    assert "current password is not right" in response.get_data(as_text=True)
+    assert user("owner@example.com").pending_email is None
+
+
+def test_a_disabled_user_cannot_log_in_nor_get_a_link(
+    client: FlaskClient, owner: User, cli_run: Callable[..., tuple[int, str]]
+) -> None:
+    owner.disabled = True
+    db.session.commit()
+    response = post_form(client, "/login", {"email": "owner@example.com", "password": PASSWORD})
+    assert response.status_code == 400
+    code, out = cli_run("user", "login-link", "--email", "owner@example.com")
+    assert code == 1 and "disabled" in out
+
+
+def test_log_in_page_offers_reset_and_registration_only_when_open(
+    app_config: dict[str, object], client: FlaskClient
+) -> None:
+    page = client.get("/login").get_data(as_text=True)
+    assert 'href="/reset"' in page
+    assert 'href="/register"' not in page  # invitation only, by default

@@ -49,6 +49,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     from . import auth, errors, health, main, public, security, templating
     from .dashboard import admin, forms, submissions
+    from .dashboard import exports as dashboard_exports
 
     security.init_app(app, settings)
     templating.init_app(app)
@@ -63,6 +64,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.register_blueprint(forms.bp)
     app.register_blueprint(submissions.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(dashboard_exports.bp)
     # Other sites' forms post here with no token of ours; the form key is what they hold.
     csrf.exempt(public.bp)
     csrf.exempt(health.bp)

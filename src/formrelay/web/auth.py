@@ -249,7 +249,11 @@ def _account_page(
 ) -> tuple[str, int]:
     password, email, zone = inputs
     page = render_template(
-        "auth/account.html", password_form=password, email_form=email, timezone_form=zone
+        "auth/account.html",
+        password_form=password,
+        email_form=email,
+        timezone_form=zone,
+        zones=accounts.timezone_names(),
     )
     return page, status
 
@@ -268,14 +272,14 @@ def change_password() -> View:
     if form.validate_on_submit():
         user: User = current_user._get_current_object()
         remember = bool(request.cookies.get("remember_token"))
+        if not passwords.verify_password(user.password_hash, form.current.data or ""):
+            form.current.errors = ["The current password is not right."]
+            return _account_page(inputs, 400)
         try:
-            accounts.change_password(
-                db.session(), user, form.current.data or "", form.password.data or ""
-            )
+            accounts.set_password(db.session(), user, form.password.data or "")
         except InvalidInput as exc:
             db.session.rollback()
-            target = form.current if "current" in exc.message else form.password
-            target.errors = [exc.message]
+            form.password.errors = [exc.message]
         else:
             db.session.commit()
             # The session version went up: every other session is over; this one carries on.
