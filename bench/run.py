@@ -1,11 +1,13 @@
 """formrelay's benchmarks: every figure beside its ceiling, measured in one run.
 
-    .venv/bin/python bench/run.py [--quick] [--only ingest,isolation,delivery,memory]
+    .venv/bin/python bench/run.py [--quick] [--only servers,ingest,delivery,memory,dashboard]
 
 Servers run as the Procfile runs them (its `web` line, WEB_CONCURRENCY workers) and are
 loaded only on 127.0.0.1 by wrk: closed loop for peak throughput, and paced, with requests
 arriving as a Poisson process, for latency at a fixed rate (see paced). hey's figure at the
 same rate, from bursts of synchronised requests, is reported beside it.
+The dashboard section (bench/dashboard.py) seeds a million submissions and measures the
+owner's pages, search and export through the same server.
 Results go to bench/results/latest.json and latest.md; the last lines printed are one
 `TARGET <name> <measured> <goal> PASS|MISS` per target.
 """
@@ -244,9 +246,9 @@ class Database:
         return cls("sqlite", f"sqlite:///{workdir / 'bench.sqlite3'}")
 
     @classmethod
-    def postgresql(cls) -> Database | None:
+    def postgresql(cls, prefix: str = "formrelay_bench") -> Database | None:
         base = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-        name = f"formrelay_bench_{os.getpid()}"
+        name = f"{prefix}_{os.getpid()}"
         try:
             subprocess.run(
                 ["psql", base, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True
@@ -709,6 +711,10 @@ def targets(report: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
         out.append(
             (f"memory_peak_web_worker_rss_mb_{name}", r["peak_web_worker_rss_mb"], "report", True)
         )
+    if "dashboard" in report:
+        import dashboard
+
+        out += dashboard.targets(report)
     return out
 
 
@@ -743,7 +749,16 @@ def write_report(report: dict[str, Any], rows: list[tuple[str, float, str, bool]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
-    parser.add_argument("--only", default="servers,ingest,delivery,memory")
+    parser.add_argument("--only", default="servers,ingest,delivery,memory,dashboard")
+    parser.add_argument(
+        "--dashboard-rows",
+        type=int,
+        default=1_000_000,
+        help="submissions the dashboard section seeds (its SQLite database is cached)",
+    )
+    parser.add_argument(
+        "--dashboard-db", default="sqlite,postgresql", help="the dashboard section's databases"
+    )
     parser.add_argument(
         "--baseline",
         default=(ROOT / "bench" / "BASELINE").read_text().split()[0],
@@ -789,9 +804,26 @@ def main() -> None:
         if "memory" in parts:
             (workdir / "memory").mkdir()
             bench_memory(workdir / "memory", report)
+        if "dashboard" in parts:
+            import dashboard
+
+            dashboard.run(
+                report,
+                workdir,
+                databases=args.dashboard_db.split(","),
+                rows=args.dashboard_rows,
+                seconds=seconds,
+                requests=15 if args.quick else 40,
+                turns=1 if args.quick else 2,
+            )
     rows = targets(report)
     write_report(report, rows)
     print(f"results: {RESULTS / 'latest.md'}")
+    if "dashboard" in report:
+        import dashboard
+
+        for line in dashboard.notes(report):
+            print(f"NOTE {line}")
     for name, value, goal, _ in rows:  # figures without a goal first, then the targets
         if goal == "report":
             print(f"INFO {name} {value:.3f}")

@@ -170,6 +170,16 @@ def test_imported_submissions_are_delivered_to_no_one(
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
 
 
+def test_imported_submissions_are_found_by_search(formrelay: Run, form: Form) -> None:
+    result = formrelay("import", "--form", form.key, str(DATA / "formspree.csv"))
+    assert result.exit_code == 0, result.output
+    db.session.rollback()
+    found = db.session.scalars(inbox.filtered(None, inbox.SubmissionFilter(q="bo@example.com")))
+    assert [s.fields for s in found] == [
+        [["email", "bo@example.com"], ["name", "Bo"], ["message", "Hi there"]]
+    ]
+
+
 @pytest.mark.parametrize(
     ("fixture", "expected", "fields_line"),
     [

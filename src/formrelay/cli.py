@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from . import create_app
 from .db import begin_write
-from .delivery import DeliveryFailed, create_backend
+from .delivery import DeliveryFailed, check_backend, create_backend
 from .delivery.message import build_test_message, notification_subject
 from .extensions import db
 from .ingest import group_commit
@@ -781,10 +781,21 @@ def config_group() -> None:
 
 
 @config_group.command("check", with_appcontext=False)
-def config_check() -> None:
+@click.option(
+    "--mail",
+    is_flag=True,
+    help="Also connect to the mail backend (SMTP: EHLO, login, NOOP; SES: GetAccount), "
+    "sending nothing; exit with status 1 when that fails.",
+)
+def config_check(mail: bool) -> None:
     """Validate the settings and print every effective value, secrets masked."""
     settings = load_settings()  # raises ConfigError, reported by main()
     width = max(len(k) for k in settings.masked())
     for var, value in settings.masked().items():
         click.echo(f"{var.ljust(width)}  {value}")
     click.echo("configuration OK")
+    if mail:
+        result = check_backend("email", settings)
+        if not result.ok:
+            raise click.ClickException(f"mail check failed ({result.backend}): {result.message}")
+        click.echo(f"mail OK ({result.backend}): {result.message}")

@@ -240,3 +240,28 @@ def test_a_page_of_search_results_is_the_same_for_rare_and_common_words(
     assert [s.id for s in first.submissions] == made[::-1][:3]
     rest = page(db.session, None, SubmissionFilter(form=form, q="common"), older=first.older)
     assert [s.id for s in rest.submissions] == made[::-1][3:]
+
+
+@pytest.mark.parametrize("index", [True, False])
+def test_rows_inserted_in_bulk_are_searchable_unless_the_index_is_off(
+    app: Flask, index: bool
+) -> None:
+    """What ingest and imports call: one executemany for the rows, one for their entries."""
+    form = make_form(db.session)
+    rows = [
+        {
+            "form_id": form.id,
+            "created_at": datetime(2026, 11, 1, n, tzinfo=UTC),
+            "fields": [["message", f"bulk row {n}"], ["email", f"p{n}@example.org"]],
+            "cc": [],
+            "is_spam": False,
+        }
+        for n in range(3)
+    ]
+    ids = search.insert_submissions(db.session.connection(), rows, index=index)
+    db.session.commit()
+    assert len(ids) == 3
+    expected = [ids[1]] if index else []
+    assert [
+        s.id for s in db.session.scalars(filtered(None, SubmissionFilter(q="p1@example.org")))
+    ] == expected

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -156,3 +158,19 @@ def test_across_forms_a_user_gets_only_their_own_and_an_admin_gets_all(
     auth.login(ADMIN)
     assert messages() == ["mine", "theirs"]
     assert client.get(f"/forms/{form.key}/export.csv").status_code == 200
+
+
+def test_the_submissions_page_links_exports_of_what_it_shows(
+    client: FlaskClient, auth: AuthActions
+) -> None:
+    owner = make_user(db.session, "ann@example.org")
+    form = make_form(db.session, owner=owner, recipients=["ann@example.org"])
+    kept = make_submission(db.session, form, fields=[("message", "marmalade order")])
+    make_submission(db.session, form, fields=[("message", "something else")])
+    db.session.commit()
+    auth.login("ann@example.org")
+    page = client.get(f"/forms/{form.key}", query_string={"q": "marmalade"}).get_data(as_text=True)
+    link = re.search(r'href="([^"]*export\.csv[^"]*)"', page)
+    assert link, "no CSV export link on the submissions page"
+    rows = list(csv.reader(io.StringIO(client.get(html.unescape(link.group(1))).text)))
+    assert [row[0] for row in rows[1:]] == [str(kept.id)]

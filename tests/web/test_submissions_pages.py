@@ -296,8 +296,8 @@ def test_failed_and_dead_deliveries_are_a_filter(
     ("query", "says"),
     [
         ({"folder": "trash"}, "folder must be inbox or spam"),
-        ({"since": "yesterday"}, "since must be a date"),
-        ({"until": "2026-13-01"}, "until must be a date"),
+        ({"since": "yesterday"}, "since must be a day"),
+        ({"until": "2026-13-01"}, "until must be a day"),
         ({"delivery": "sent"}, "delivery must be one of failed, dead"),
         ({"older": "not-a-cursor"}, "This page link is not valid"),
         ({"newer": "AAAA"}, "This page link is not valid"),

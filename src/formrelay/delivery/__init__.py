@@ -4,15 +4,20 @@ A channel ("email"; later "webhook") says how a Delivery row becomes something t
 which of its registered backends the settings choose. A backend is built from Settings,
 sends one message per `send` call and reports failure by raising DeliveryFailed, which says
 whether another attempt could succeed; it may hold a connection open between sends, which
-`close` releases. formrelay's own channel and backends register in delivery/builtin.py
-through the same calls an extension would use.
+`close` releases. A backend may also have `check() -> str`: connect and log in as a send
+would, send nothing, and say what answered (or raise DeliveryFailed); `check_backend` runs
+it for the admin's status page and `formrelay config check --mail`. It is a separate,
+optional method (CheckableBackend) so that an extension's backend without one still
+registers; such a backend is reported as one that cannot be checked. formrelay's own
+channel and backends register in delivery/builtin.py through the same calls an extension
+would use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..models import Delivery
@@ -46,6 +51,23 @@ class Backend(Protocol):
     def send(self, message: Outgoing) -> SendResult: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class CheckableBackend(Backend, Protocol):
+    def check(self) -> str:
+        """Connect (and log in) without sending; say what answered. Raises DeliveryFailed."""
+        ...
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a backend check found: `ok`, and what answered or what went wrong."""
+
+    channel: str
+    backend: str
+    ok: bool
+    message: str
 
 
 BackendFactory = Callable[["Settings"], Backend]
@@ -103,6 +125,29 @@ def create_backend(channel: str, settings: Settings) -> Backend:
     except KeyError:
         raise UnknownChannel(f"channel {channel!r} has no backend {name!r}") from None
     return factory(settings)
+
+
+def check_backend(channel: str, settings: Settings) -> CheckResult:
+    """Check the backend the settings choose for `channel`: connect, send nothing, close.
+
+    A failure is the result (ok False, the error as the outbox would record it), not an
+    exception. Raises UnknownChannel for a channel that is not registered.
+    """
+    name = get_channel(channel).chosen(settings)
+    try:
+        backend = create_backend(channel, settings)
+    except DeliveryFailed as exc:
+        return CheckResult(channel, name, False, str(exc))
+    try:
+        if not isinstance(backend, CheckableBackend):
+            return CheckResult(
+                channel, name, False, f"the {name} backend cannot be checked without sending"
+            )
+        return CheckResult(channel, name, True, backend.check())
+    except DeliveryFailed as exc:
+        return CheckResult(channel, name, False, str(exc))
+    finally:
+        backend.close()
 
 
 from . import builtin  # noqa: E402, F401  (formrelay's own channel and backends register)

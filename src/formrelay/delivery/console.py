@@ -26,6 +26,10 @@ class ConsoleBackend:
             stream.flush()
         return SendResult(message["Message-ID"])
 
+    def check(self) -> str:
+        """Always fine: there is nothing to connect to."""
+        return "Messages are printed to the standard output of the worker; nothing is sent."
+
     def close(self) -> None:
         pass
 

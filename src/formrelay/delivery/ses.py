@@ -68,5 +68,34 @@ class SESBackend:
             raise DeliveryFailed(f"SES unreachable: {exc}", retryable=True) from exc
         return SendResult(response.get("MessageId"))
 
+    def check(self) -> str:
+        """Ask SES for the account (sesv2 GetAccount): credentials, region and endpoint work,
+        and sending is enabled. Raises DeliveryFailed."""
+        try:
+            account = self.client.get_account()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            text = exc.response.get("Error", {}).get("Message", str(exc))
+            raise DeliveryFailed(f"SES {code}: {text}", retryable=True) from exc
+        except BotoCoreError as exc:
+            raise DeliveryFailed(f"SES unreachable: {exc}", retryable=True) from exc
+        if not account.get("SendingEnabled", False):
+            raise DeliveryFailed(
+                "SES answered, but sending is paused for this account "
+                f"(enforcement status: {account.get('EnforcementStatus', 'unknown')}).",
+                retryable=True,
+            )
+        quota = account.get("SendQuota", {})
+        sandbox = (
+            "in the sandbox: only verified addresses receive mail"
+            if not account.get("ProductionAccessEnabled", False)
+            else "production access"
+        )
+        return (
+            f"SES answered: sending enabled, {sandbox}; sent "
+            f"{quota.get('SentLast24Hours', 0):g} of {quota.get('Max24HourSend', 0):g} in the "
+            f"last 24 hours, at most {quota.get('MaxSendRate', 0):g} a second."
+        )
+
     def close(self) -> None:
         self.client.close()

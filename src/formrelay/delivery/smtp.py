@@ -91,6 +91,26 @@ class SMTPBackend:
             raise _recipients_failure(missed)
         return SendResult(message["Message-ID"])
 
+    def check(self) -> str:
+        """Connect, say EHLO, set up TLS and log in as a send does, then NOOP and QUIT.
+
+        Raises DeliveryFailed with the same words a failed send records."""
+        try:
+            conn = self._connect()
+            code, reply = conn.noop()
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryFailed(f"SMTP {self.host}:{self.port}: {exc}", retryable=True) from exc
+        finally:
+            self.close()
+        if code != 250:
+            raise DeliveryFailed(
+                f"SMTP {self.host}:{self.port} answered NOOP with {code} {_text(reply)}",
+                retryable=True,
+            )
+        security = "implicit TLS" if self.use_ssl else "STARTTLS" if self.use_tls else "no TLS"
+        login = f"logged in as {self.username}" if self.username else "no login configured"
+        return f"SMTP {self.host}:{self.port} answered EHLO and NOOP ({security}, {login})."
+
     def _connect(self) -> smtplib.SMTP:
         """The open connection, or a new one: connected, TLS set up, logged in."""
         if self._conn is not None:

@@ -6,15 +6,16 @@ sends the mail queued here after that commit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 from zoneinfo import available_timezones
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ..models import Role, User, utcnow
-from . import passwords, tokens
+from ..models import Delivery, DeliveryStatus, Form, Role, User, utcnow
+from . import forms, passwords, permissions, tokens
 from .addresses import normalize_email
 from .errors import Conflict, InvalidInput
 from .outbox import queue_mail
@@ -295,3 +296,87 @@ def first_start(session: Session, settings: Settings) -> tuple[User, str] | None
         return None
     admin = ensure_admin(session, settings.admin_email or DEV_ADMIN_EMAIL)
     return admin, sign_in_link(settings, admin)
+
+
+# -- administration: roles, disabling, deleting (an admin acting on any user) ------------------
+def set_role(session: Session, actor: User, user: User, role: str) -> User:
+    """Make `user` an admin or a member.
+
+    Raises NotFound unless the actor is an admin, InvalidInput for another role name and
+    Conflict when it would leave no enabled admin (the last admin cannot demote themselves).
+    """
+    permissions.require_admin(actor)
+    if role not in (Role.ADMIN, Role.MEMBER):
+        raise InvalidInput(f"A role is {Role.ADMIN} or {Role.MEMBER}, not {role!r}.")
+    if role == Role.MEMBER and user.is_admin:
+        _keep_an_admin(session, user, "made a member")
+    user.role = get_role(session, role)
+    session.flush()
+    return user
+
+
+def set_disabled(session: Session, actor: User, user: User, disabled: bool) -> User:
+    """Disable `user` (they cannot log in and every session of theirs ends) or enable them.
+
+    The session version is raised on disabling, so that enabling again does not bring back
+    the sessions that were open. Their forms keep accepting submissions: an admin disables
+    a form on its own. Raises NotFound unless the actor is an admin, Conflict when it
+    would leave no enabled admin.
+    """
+    permissions.require_admin(actor)
+    if disabled and not user.disabled:
+        if user.is_admin:
+            _keep_an_admin(session, user, "disabled")
+        user.session_version += 1
+    user.disabled = disabled
+    session.flush()
+    return user
+
+
+@dataclass(frozen=True)
+class Deleted:
+    email: str
+    forms: int
+    submissions: int
+
+
+def delete_user(session: Session, actor: User, user: User) -> Deleted:
+    """Delete `user` with their forms, and those forms' submissions and deliveries, and
+    the account mail to them that has not gone yet (an invitation sent by mistake).
+
+    Raises NotFound unless the actor is an admin, Conflict when `user` is the last enabled
+    admin (who therefore cannot delete themselves).
+    """
+    permissions.require_admin(actor)
+    if user.is_admin:
+        _keep_an_admin(session, user, "deleted")
+    owned = session.scalars(select(Form).where(Form.owner_id == user.id)).all()
+    submissions = sum(forms.delete_form(session, form) for form in owned)
+    addresses = [a for a in (user.email, user.pending_email) if a]
+    session.execute(
+        delete(Delivery).where(
+            Delivery.submission_id.is_(None),
+            Delivery.target.in_(addresses),
+            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.FAILED]),
+        )
+    )
+    deleted = Deleted(user.email, len(owned), submissions)
+    session.expire(user, ["forms"])  # a list loaded earlier still holds the deleted forms
+    session.delete(user)
+    session.flush()
+    return deleted
+
+
+def _keep_an_admin(session: Session, leaving: User, change: str) -> None:
+    """Raise Conflict when `leaving` is the only enabled admin."""
+    others = session.scalar(
+        select(func.count())
+        .select_from(User)
+        .join(User.role)
+        .where(Role.name == Role.ADMIN, User.disabled.is_(False), User.id != leaving.id)
+    )
+    if not others:
+        raise Conflict(
+            f"{leaving.email} is the only admin and cannot be {change}: "
+            "make another user an admin first."
+        )

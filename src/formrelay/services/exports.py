@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..models import Form, Submission
 from .errors import InvalidInput
-from .inbox import SubmissionFilter, submission_record
+from .inbox import DELIVERY_STATES, SubmissionFilter, submission_record
 
 Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
@@ -57,7 +57,9 @@ def filter_from_params(
 ) -> SubmissionFilter:
     """The SubmissionFilter a submissions page's GET parameters describe: `folder`
     (inbox, the default, or spam), `since` and `until` (YYYY-MM-DD, both days included, in
-    `zone`; or an ISO 8601 time, `until` then excluded) and `q` (the search, passed on).
+    `zone`; or an ISO 8601 time, `until` then excluded), `q` (the search, passed on) and
+    `delivery` (failed or dead: submissions with a delivery in that state). The one parser
+    of these parameters: the submissions pages and their exports show the same rows.
 
     Raises InvalidInput naming the parameter."""
     folder = (params.get("folder") or "inbox").strip()
@@ -67,12 +69,16 @@ def filter_from_params(
     until = _moment(params.get("until"), "until", zone, end_of_day=True)
     if since is not None and until is not None and until <= since:
         raise InvalidInput("until must be later than since.")
+    delivery = (params.get("delivery") or "").strip() or None
+    if delivery is not None and delivery not in DELIVERY_STATES:
+        raise InvalidInput(f"delivery must be one of {', '.join(DELIVERY_STATES)}.")
     return SubmissionFilter(
         form=form,
         spam=folder == "spam",
         q=(params.get("q") or "").strip(),
         since=since,
         until=until,
+        delivery=delivery,
     )
 
 

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import IO, Any, cast
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, Table
 from sqlalchemy.orm import Session
 
 from ..models import Form, Submission
+from . import search
 from .errors import InvalidInput
 from .exports import FORMULA_STARTS
 
@@ -316,11 +317,12 @@ def import_file(
 def _store(
     connection: Connection, batch: list[dict[str, object]], progress: Progress | None
 ) -> int:
-    """Insert the batch (every row has the same keys: the file's layout decides them)."""
+    """Insert the batch (every row has the same keys: the file's layout decides them), with
+    its search index entries, as ingest does."""
     if not batch:
         return 0
     n = len(batch)
-    connection.execute(insert(_SUBMISSIONS), batch)
+    search.insert_submissions(connection, batch)
     batch.clear()
     if progress is not None:
         progress(n)

@@ -19,7 +19,6 @@ from .errors import DomainError, FormDisabled, FormNotFound
 from .submissions import PreparedSubmission
 
 # Core tables: the batch insert skips the ORM's unit of work on the request path.
-_SUBMISSIONS = cast(Table, Submission.__table__)
 _DELIVERIES = cast(Table, Delivery.__table__)
 _FORMS, _RECIPIENTS = cast(Table, Form.__table__), cast(Table, Recipient.__table__)
 # Built once: these run in every group commit, and building a statement costs more than
@@ -39,12 +38,6 @@ _TARGETS = (
     .where(_FORMS.c.key.in_(bindparam("keys", expanding=True)))
     .order_by(_FORMS.c.id, _RECIPIENTS.c.id)
 )
-# By dialect and whether the search index is kept (see services.search).
-_INSERT_SUBMISSIONS = {
-    (dialect, index): search.submissions_insert(dialect, index=index)
-    for dialect in ("sqlite", "postgresql")
-    for index in (True, False)
-}
 _INSERT_DELIVERIES = insert(_DELIVERIES)
 EMAIL = "email"  # the channel of notifications
 
@@ -123,18 +116,11 @@ def store_submissions(
         return results
 
     connection = session.connection()
-    dialect = connection.dialect.name
-    rows = [_submission_row(form.id, item) for _, item, form, _ in accepted]
-    texts = [search.search_text(item.fields) for _, item, _, _ in accepted] if search_index else []
-    if search_index and dialect == "postgresql":
-        for row, text in zip(rows, texts, strict=True):
-            row["search_text"] = text
-    statement = _INSERT_SUBMISSIONS.get((dialect, search_index))
-    if statement is None:  # a database of another kind
-        statement = search.submissions_insert(dialect, index=search_index)
-    ids = connection.scalars(statement, rows).all()
-    if search_index and dialect != "postgresql":
-        search.index_submissions(connection, list(zip(ids, texts, strict=True)))
+    ids = search.insert_submissions(
+        connection,
+        [_submission_row(form.id, item) for _, item, form, _ in accepted],
+        index=search_index,
+    )
     deliveries: list[dict[str, object]] = []
     for (index, item, form, next_url), submission_id in zip(accepted, ids, strict=True):
         results[index] = StoredSubmission(submission_id, next_url)

@@ -3,10 +3,10 @@
 SQLite keeps an FTS5 table, `submissions_fts` (rowid = the submission's id); PostgreSQL a
 `tsvector` column, `submissions.search_vector` ('simple' configuration: no stemming, no
 stop words, so that names and addresses match as typed) with a GIN index. Migration 0004
-makes and backfills both. Ingest writes the entry in the transaction that stores the
-submission (`index_submissions`, or `submissions_insert` on PostgreSQL, where the vector is
-part of the row's own INSERT); deleting a submission removes its entry (a trigger on SQLite,
-the row itself on PostgreSQL).
+makes and backfills both. Ingest writes the entries in the transaction that stores the
+submissions (`insert_submissions`: on PostgreSQL the vector is part of the row's own
+INSERT; `index_submissions` for rows the ORM inserted). Deleting a submission removes its
+entry: a trigger on SQLite, the row itself on PostgreSQL.
 
 Both sides index the same text: each value reduced to its words (letters and digits,
 lower-cased), so `ann@example.org` is the words `ann example org` and the query
@@ -184,11 +184,9 @@ def narrowed(session: Session, q: str) -> ColumnElement[bool] | None:
     return Matches(terms)
 
 
-def submissions_insert(dialect: str, *, index: bool) -> Any:
-    """The INSERT of a batch of submission rows (returning their ids in order). On
-    PostgreSQL with `index`, each row's `search_text` becomes its search vector in the same
-    statement; elsewhere the rows need `index_submissions` after it."""
+def _insert_statement(dialect: str, index: bool) -> Any:
     if dialect == "postgresql" and index:
+        # Each row's `search_text` becomes its vector within the INSERT itself.
         return (
             insert(_PG_SUBMISSIONS)
             .values({VECTOR_COLUMN: func.to_tsvector(_SIMPLE, bindparam("search_text"))})
@@ -197,10 +195,40 @@ def submissions_insert(dialect: str, *, index: bool) -> Any:
     return insert(_SUBMISSIONS).returning(_SUBMISSIONS.c.id, sort_by_parameter_order=True)
 
 
+# Built once: they run in every group commit, and building a statement costs more than
+# running it.
+_INSERTS = {
+    (dialect, index): _insert_statement(dialect, index)
+    for dialect in ("sqlite", "postgresql")
+    for index in (True, False)
+}
+
+
+def insert_submissions(
+    connection: Connection, rows: Sequence[dict[str, Any]], *, index: bool = True
+) -> list[int]:
+    """Insert submission rows (Core; one executemany) with, when `index`, their search
+    entries in the same transaction: within the INSERT on PostgreSQL, one more executemany
+    on SQLite. Returns the new ids in the rows' order. What ingest and imports use."""
+    if not rows:
+        return []
+    dialect = connection.dialect.name
+    texts = [search_text(row["fields"]) for row in rows] if index else []
+    if index and dialect == "postgresql":
+        rows = [{**row, "search_text": text} for row, text in zip(rows, texts, strict=True)]
+    statement = _INSERTS.get((dialect, index))
+    if statement is None:  # a database of another kind
+        statement = _insert_statement(dialect, index)
+    ids = list(connection.scalars(statement, rows).all())
+    if index and dialect != "postgresql":
+        index_submissions(connection, list(zip(ids, texts, strict=True)))
+    return ids
+
+
 def index_submissions(connection: Connection, rows: Sequence[tuple[int, str]]) -> None:
     """Add the index entries of submissions stored in this transaction: (id, search_text)
     pairs, in one statement. PostgreSQL's vectors are written with the rows themselves
-    (`submissions_insert`); for rows inserted otherwise (the ORM), it sets them here."""
+    (`insert_submissions`); for rows inserted otherwise (the ORM), it sets them here."""
     if not rows:
         return
     if connection.dialect.name == "sqlite":

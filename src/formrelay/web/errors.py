@@ -6,7 +6,8 @@ import logging
 from collections.abc import Sequence
 
 from flask import Flask, Response, jsonify, render_template, request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from flask_login import current_user
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -35,9 +36,14 @@ STATUS_BY_CODE = {
 
 
 def error_response(
-    status: int, message: str, errors: Sequence[FieldError] | None = None
+    status: int,
+    message: str,
+    errors: Sequence[FieldError] | None = None,
+    *,
+    database_failed: bool = False,
 ) -> Response:
-    """`{"ok": false, "error", "errors"}` for JSON clients, an error page for browsers."""
+    """`{"ok": false, "error", "errors"}` for JSON clients, an error page for browsers: in
+    the dashboard's layout for a signed-in user away from the public endpoints."""
     errors = list(errors or [FieldError(_code_for(status), message)])
     if wants_json(request):
         body = {
@@ -57,6 +63,7 @@ def error_response(
             message=message,
             errors=errors,
             back=_back_link(),
+            dashboard_layout=not database_failed and _in_dashboard(),
         )
         response = Response(html, mimetype="text/html")
     response.status_code = status
@@ -87,6 +94,24 @@ def _heading(status: int) -> str:
     if request.method == "POST":
         return "The form could not be sent"
     return HTTP_STATUS_CODES.get(status, "Error")
+
+
+# Pages that other sites' visitors see: their errors keep the plain page whoever is signed in.
+PUBLIC_BLUEPRINTS = frozenset({"public", "main", "health"})
+
+
+def _in_dashboard() -> bool:
+    """Whether the error page is for a signed-in user of the dashboard."""
+    if request.blueprint in PUBLIC_BLUEPRINTS:
+        return False
+    try:
+        return bool(current_user and current_user.is_authenticated)
+    except SQLAlchemyError:
+        # Who is signed in is read from the database; when it fails here, the page that
+        # says what went wrong is still shown, without the dashboard around it.
+        log.warning("could not load the signed-in user for an error page", exc_info=True)
+        _rollback()
+        return False
 
 
 def _back_link() -> str | None:
@@ -128,7 +153,9 @@ def register(app: Flask) -> None:
         log.error("database unavailable: %s", getattr(exc, "orig", None) or exc)
         _rollback()
         response = error_response(
-            503, "The service cannot store submissions right now; please try again shortly."
+            503,
+            "The service cannot store submissions right now; please try again shortly.",
+            database_failed=True,
         )
         response.headers["Retry-After"] = "30"
         return response

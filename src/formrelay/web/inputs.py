@@ -12,7 +12,7 @@ from wtforms import (
     SubmitField,
     URLField,
 )
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import AnyOf, DataRequired, Length
 
 
 class LoginInput(FlaskForm):
@@ -81,3 +81,16 @@ class FormSettingsInput(FlaskForm):
 class RecipientInput(FlaskForm):
     email = EmailField("Add a recipient", validators=[DataRequired(), Length(max=320)])
     submit = SubmitField("Add recipient")
+
+
+# -- admin ---------------------------------------------------------------------------------------
+class InviteInput(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    admin = BooleanField("Admin")
+    submit = SubmitField("Invite")
+
+
+class RoleInput(FlaskForm):
+    """The role a "Make admin" / "Make member" button sets."""
+
+    role = HiddenField(validators=[AnyOf(["admin", "member"], message="Choose admin or member.")])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy.orm import Session
@@ -12,9 +10,9 @@ from werkzeug.wrappers import Response
 from ...db import begin_write
 from ...extensions import db
 from ...models import Form
-from ...services import inbox, permissions
+from ...services import exports, inbox, permissions
 from ...services.errors import InvalidInput
-from ...services.inbox import DELIVERY_STATES, SubmissionFilter
+from ...services.inbox import DELIVERY_STATES
 from ..templating import viewer_zone
 
 bp = Blueprint("submissions", __name__)
@@ -41,14 +39,7 @@ def all_forms() -> str:
 
 def _list_page(found: Form | None) -> str:
     filters = _filters()
-    f = SubmissionFilter(
-        form=found,
-        spam=filters["folder"] == "spam",
-        q=filters["q"],
-        since=_day_start(filters["since"]),
-        until=_day_start(filters["until"], days=1),
-        delivery=filters["delivery"] or None,
-    )
+    f = exports.filter_from_params(request.args, form=found, zone=viewer_zone())
     shown = inbox.page(
         db.session(),
         current_user,
@@ -71,8 +62,8 @@ def _list_page(found: Form | None) -> str:
 
 
 def _filters() -> dict[str, str]:
-    """The list's filters from the query string, checked (InvalidInput: a 400 that says
-    which one is wrong)."""
+    """The list's filters from the query string, as its links carry them on (checked by
+    exports.filter_from_params)."""
     args = request.args
     filters = {
         "q": args.get("q", "").strip(),
@@ -81,27 +72,9 @@ def _filters() -> dict[str, str]:
         "until": args.get("until", "").strip(),
         "delivery": args.get("delivery", "").strip(),
     }
-    if filters["folder"] not in FOLDERS:
-        raise InvalidInput("folder must be inbox or spam.")
-    if filters["delivery"] and filters["delivery"] not in DELIVERY_STATES:
-        raise InvalidInput(f"delivery must be one of {', '.join(DELIVERY_STATES)}.")
-    for name in ("since", "until"):
-        if filters[name]:
-            try:
-                date.fromisoformat(filters[name])
-            except ValueError:
-                raise InvalidInput(f"{name} must be a date like 2026-12-31.") from None
     if filters["folder"] == "inbox":
         filters["folder"] = ""  # the default: kept out of the links
     return filters
-
-
-def _day_start(day: str, *, days: int = 0) -> datetime | None:
-    """The start of `day` (plus `days`) in the viewer's zone: `until` is inclusive of its day."""
-    if not day:
-        return None
-    moment = datetime.combine(date.fromisoformat(day) + timedelta(days=days), time())
-    return moment.replace(tzinfo=viewer_zone())
 
 
 @bp.get("/submissions/<int:submission_id>")
