@@ -13,8 +13,14 @@ MIN_LENGTH = 10
 MAX_LENGTH = 1000  # argon2 takes any length; this keeps a megabyte "password" from costing CPU
 
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
-# Verified against when there is no user, so that log-in takes as long either way.
-_DUMMY_HASH = _hasher.hash("formrelay-no-such-user")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when there is no user, so that log-in takes as long either way.
+    Made on first use: hashing costs argon2's 64 MiB, which no process should pay at import
+    (the delivery worker never checks a password)."""
+    return _hasher.hash("formrelay-no-such-user")
 
 
 def hash_password(password: str) -> str:
@@ -25,7 +31,7 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     """True if `password` matches; with no hash (no user, or none set) still spends the
     time a real check takes."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 
