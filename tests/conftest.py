@@ -266,3 +266,18 @@ def smtp_config(app_config: dict[str, object], smtp_server: MailServer) -> dict[
 @pytest.fixture
 def auth(client: FlaskClient) -> AuthActions:
     return AuthActions(client)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at its lowest cost: the real parameters spend 64 MiB and ~0.1 s per hash
+    by design, which hundreds of log-ins in the suite would pay for nothing. The hashes
+    are still argon2id and verify the same way."""
+    from argon2 import PasswordHasher
+
+    from formrelay.services import passwords
+
+    monkeypatch.setattr(
+        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    )
+    passwords._dummy_hash.cache_clear()
