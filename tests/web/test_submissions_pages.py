@@ -503,6 +503,32 @@ def test_mark_spam_moves_a_submission_to_the_spam_folder(
     assert listed_ids(text_of(client.get(page, query_string={"folder": "spam"}))) == [submission.id]
 
 
+def test_marking_spam_stops_unsent_deliveries_and_not_spam_starts_them_again(
+    client: FlaskClient, auth: AuthActions, ann_form: Form, worker: Worker, outbox: RecordingBackend
+) -> None:
+    submission = make_submission(db.session, ann_form, fields={"message": "buy pills"})
+    waiting = make_delivery(db.session, submission, status=DeliveryStatus.FAILED, attempts=2)
+    sent = make_delivery(db.session, submission, status=DeliveryStatus.SENT, attempts=1)
+    db.session.commit()
+    auth.login(ANN)
+    detail = f"/submissions/{submission.id}"
+
+    assert post_form(client, detail, action=f"{detail}/spam").status_code == 303
+    worker.drain()
+    assert outbox.sent == []  # the retry that was due never goes out
+    stopped = db.session.get(Delivery, waiting.id)
+    assert stopped is not None and stopped.status == DeliveryStatus.DEAD
+    assert stopped.last_error == "not sent: the submission was marked as spam"
+    assert "marked as spam" in text_of(client.get(detail))  # the log says why
+
+    assert post_form(client, detail, action=f"{detail}/not-spam").status_code == 303
+    worker.drain()
+    assert len(outbox.sent) == 1  # the stopped one, not a second copy of the sent one
+    db.session.rollback()
+    statuses = {d.id: d.status for d in db.session.scalars(select(Delivery))}
+    assert statuses == {waiting.id: DeliveryStatus.SENT, sent.id: DeliveryStatus.SENT}
+
+
 def test_delete_one_asks_first_then_deletes_it_and_its_search_entry(
     client: FlaskClient, auth: AuthActions, ann_form: Form
 ) -> None:

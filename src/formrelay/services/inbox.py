@@ -168,18 +168,40 @@ def _at(moment: datetime) -> Any:
 # Changing submissions ---------------------------------------------------------------------
 
 
+# The last_error of a delivery stopped because its submission was marked as spam.
+STOPPED_AS_SPAM = "not sent: the submission was marked as spam"
+
+
 def mark_spam(session: Session, submission: Submission, spam: bool) -> list[Delivery]:
-    """Move a submission to the spam folder, or back to the inbox. Back in the inbox it gets
-    the notifications it skipped as spam (services.outbox.deliver_submission): returns
-    those new deliveries (flushed, not committed)."""
+    """Move a submission to the spam folder, or back to the inbox.
+
+    Into spam, its deliveries not sent yet (pending, or failed and waiting to retry) stop:
+    dead, saying why; one a worker is sending now finishes. Back in the inbox, those
+    start again, or, if it never had any (it arrived as spam), it gets the notifications
+    it skipped (services.outbox.deliver_submission). Returns the deliveries now due
+    (flushed, not committed)."""
     submission.is_spam = spam
     if spam:
         submission.spam_reason = submission.spam_reason or "marked as spam by its owner"
+        for delivery in submission.deliveries:
+            if delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.FAILED):
+                delivery.status = DeliveryStatus.DEAD
+                delivery.last_error = STOPPED_AS_SPAM
+                delivery.next_attempt_at = None
         session.flush()
         return []
     submission.spam_reason = None
+    stopped = [
+        d
+        for d in submission.deliveries
+        if d.status == DeliveryStatus.DEAD and d.last_error == STOPPED_AS_SPAM
+    ]
+    for delivery in stopped:
+        delivery.status = DeliveryStatus.PENDING
+        delivery.last_error = None
+        delivery.next_attempt_at = utcnow()
     session.flush()
-    return deliver_submission(session, submission)
+    return stopped or deliver_submission(session, submission)
 
 
 def delete_submissions(session: Session, actor: User, ids: Sequence[int]) -> int:
