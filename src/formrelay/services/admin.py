@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import Delivery, DeliveryStatus, Form, Submission, User
+from ..models import Delivery, DeliveryStatus, Form, Submission, SubmissionCount, User
 from . import permissions
 from .errors import NotFound
 from .workers import OutboxStatus, outbox_status
@@ -58,15 +58,22 @@ class FormRow:
 def list_forms(session: Session, actor: User) -> Sequence[FormRow]:
     """Every form, newest first, with its owner's address and its submission counts."""
     permissions.require_admin(actor)
+    # Totals from the rollup (services.stats reads it too): a scan of every submission is
+    # what it exists to avoid. The last time is a seek on each form's newest index entry.
     counts = (
         select(
-            Submission.form_id,
-            func.count().label("total"),
-            func.count().filter(Submission.is_spam.is_(True)).label("spam"),
-            func.max(Submission.created_at).label("last"),
+            SubmissionCount.form_id,
+            func.sum(SubmissionCount.n).label("total"),
+            func.sum(SubmissionCount.n).filter(SubmissionCount.is_spam.is_(True)).label("spam"),
         )
-        .group_by(Submission.form_id)
+        .group_by(SubmissionCount.form_id)
         .subquery()
+    )
+    last = (
+        select(func.max(Submission.created_at))
+        .where(Submission.form_id == Form.id)
+        .correlate(Form)
+        .scalar_subquery()
     )
     rows = session.execute(
         select(
@@ -74,7 +81,7 @@ def list_forms(session: Session, actor: User) -> Sequence[FormRow]:
             User.email,
             func.coalesce(counts.c.total, 0),
             func.coalesce(counts.c.spam, 0),
-            counts.c.last,
+            last,
         )
         .join(User, User.id == Form.owner_id)
         .outerjoin(counts, counts.c.form_id == Form.id)
