@@ -27,6 +27,7 @@ from werkzeug.test import TestResponse
 from formrelay import create_app
 from formrelay.extensions import db
 from formrelay.settings import normalize_database_url
+from formrelay.web.templating import VIEWER_ZONE
 from formrelay.worker import Worker, make_worker
 
 from .auth import AuthActions
@@ -198,10 +199,11 @@ class FreshReadsClient(FlaskClient):
     sees what the request committed (a SQLite reader keeps its snapshot until it ends).
 
     Requests share the test's app context, and with it `g`, where Flask-Login keeps the
-    user it loaded and Flask-WTF the CSRF token: dropped around each request, so that two
-    clients (two browsers) are two users, not whoever asked first."""
+    user it loaded, Flask-WTF the CSRF token and the templates the viewer's time zone:
+    dropped around each request, so that two clients (two browsers) are two users, not
+    whoever asked first."""
 
-    PER_REQUEST = ("_login_user", "csrf_token")
+    PER_REQUEST = ("_login_user", "csrf_token", VIEWER_ZONE)
 
     def open(self, *args: Any, **kwargs: Any) -> TestResponse:
         for name in self.PER_REQUEST:

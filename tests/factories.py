@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, scoped_session
 
 from formrelay.db import begin_write
 from formrelay.models import Delivery, DeliveryStatus, Form, Submission, User, utcnow
-from formrelay.services import accounts, forms, passwords, search
+from formrelay.services import accounts, field_names, forms, passwords, search
 
 AnySession = Session | scoped_session[Session]
 
@@ -108,6 +108,7 @@ def make_submission(
     search.index_submissions(
         session.connection(), [(submission.id, search.search_text(submission.fields))]
     )
+    field_names.record(session.connection(), [(submission.id, form.id, submission.fields)])
     session.commit()
     return submission
 

@@ -143,13 +143,13 @@ def test_an_export_imports_back_with_its_times_and_values(
     assert result.output.splitlines() == [
         f"Imported 2 submissions into form 'Copy' (key {target.key}); nothing was delivered.",
         "Time from column 'time'.",
-        "Fields: message, phone",
+        "Fields: phone, message",
         "Skipped columns: id",
     ]
     assert stored(target) == [
         (
             datetime(2026, 11, 1, 12, 0, tzinfo=UTC),
-            [["message", "Two\nlines, ünïcode"], ["phone", "+44 20 7946 0000"]],
+            [["phone", "+44 20 7946 0000"], ["message", "Two\nlines, ünïcode"]],
             None,
         ),
         (datetime(2026, 11, 2, 12, 0, tzinfo=UTC), [["message", "-5 degrees"]], None),
@@ -157,7 +157,7 @@ def test_an_export_imports_back_with_its_times_and_values(
     shown = inbox.list_submissions(db.session, form=target)
     assert [s.fields[0] for s in shown] == [
         ["message", "-5 degrees"],
-        ["message", "Two\nlines, ünïcode"],
+        ["phone", "+44 20 7946 0000"],
     ]
 
 

@@ -643,9 +643,10 @@ def export_command(
 ) -> None:
     """Export a form's submissions, newest first, as the dashboard's download does.
 
-    CSV columns are id, time (ISO 8601, UTC) and every field name in the order they first
-    appear; a name sent more than once joins its values with ", "; a cell starting with
-    = + - @ or a tab or CR gets a leading ' so that spreadsheets show it rather than run it.
+    CSV columns are id, time (ISO 8601, UTC) and every field name the form has received, in
+    the order they first arrived; a name sent more than once joins its values with ", "; a
+    cell starting with = + - @ or a tab or CR gets a leading ' so that spreadsheets show it
+    rather than run it.
     A progress bar goes to standard error when it is a terminal."""
     session = _session()
     params = {"folder": "spam" if spam else "inbox", "since": since, "until": until, "q": q}
@@ -654,7 +655,7 @@ def export_command(
         f = exports.filter_from_params({k: v for k, v in params.items() if v}, form=found)
     except DomainError as exc:
         raise _fail(exc) from None
-    query = inbox.filtered(None, f)
+    export = exports.export_query(None, f)
     db.session.rollback()
     written = 0
 
@@ -663,12 +664,12 @@ def export_command(
         written += n
 
     with exports.reading(db.engine) as reading:
-        total = exports.count(reading, query) if sys.stderr.isatty() else 0
+        total = exports.count(reading, export) if sys.stderr.isatty() else 0
         with (
             click.open_file(output, "wb", atomic=output != "-") as out,
             _progress(total, "Exporting", count) as progress,
         ):
-            for chunk in exports.export_chunks(reading, query, fmt, progress):
+            for chunk in exports.export_chunks(reading, export, fmt, progress):
                 out.write(chunk)
     if output != "-":
         click.echo(f"Exported {_submissions(written)} of form {found.key} to {output}.")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -166,6 +167,8 @@ class Submission(Base):
     __table_args__ = (
         # The dashboard lists a form's submissions newest first, inbox and spam apart.
         Index("ix_submissions_form_spam_created", "form_id", "is_spam", "created_at"),
+        # Every form's together (an admin's "All submissions", its export), newest first.
+        Index("ix_submissions_spam_created", "is_spam", "created_at", "id"),
     )
 
     id: Mapped[intpk]
@@ -214,6 +217,26 @@ class SubmissionCount(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     is_spam: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FormField(Base):
+    """A field name a form has received, with where it was first seen: the CSV export's
+    columns, read from here rather than from a pass over every submission.
+
+    Written with the submissions that bring a new name (services.field_names), in their
+    transaction; kept when those submissions are deleted (a column can stay empty).
+    """
+
+    __tablename__ = "form_fields"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    form_id: Mapped[int] = mapped_column(
+        ForeignKey("forms.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    # The first submission's id times FIELD_SLOTS plus the field's index in it: sorting by
+    # it gives the order in which the names first arrived.
+    position: Mapped[int] = mapped_column(BigInteger)
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, literal, select, tuple_
+from sqlalchemy import Integer, Select, delete, func, literal, select, tuple_, type_coerce
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.sql.elements import ColumnElement
 
 from ..models import Delivery, DeliveryStatus, Form, Submission, User, utcnow
 from . import search
@@ -53,12 +52,15 @@ def _where(
 ) -> Select[Any]:
     """`query` narrowed to what `f` selects for `actor`; `match` is the search as the
     caller planned it already (search.narrowed)."""
-    query = query.where(Submission.is_spam.is_(f.spam))
+    by_ids = match is not None and match.by_ids
+    if by_ids:
+        # "+ 0" keeps SQLite off the lists' indexes (folder and time, form, folder and
+        # time) when the matches' ids are listed: their primary keys are the short way.
+        query = query.where(type_coerce(Submission.is_spam, Integer) + 0 == int(f.spam))
+    else:
+        query = query.where(Submission.is_spam.is_(f.spam))
     if f.form is not None:
-        # "+ 0" keeps SQLite off the form's index when the matches' ids are listed.
-        form_id = (
-            Submission.form_id + 0 if match is not None and match.by_ids else Submission.form_id
-        )
+        form_id = Submission.form_id + 0 if by_ids else Submission.form_id
         query = query.where(form_id == f.form.id)
     elif actor is not None and not actor.is_admin:
         query = query.where(Submission.form_id.in_(owned_forms(actor).with_only_columns(Form.id)))

@@ -46,6 +46,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Boolean
 
 from ..models import Submission
+from . import field_names
 
 FTS_TABLE = "submissions_fts"
 VECTOR_COLUMN = "search_vector"
@@ -220,7 +221,8 @@ def insert_submissions(
 ) -> list[int]:
     """Insert submission rows (Core; one executemany) with, when `index`, their search
     entries in the same transaction: within the INSERT on PostgreSQL, one more executemany
-    on SQLite. Returns the new ids in the rows' order. What ingest and imports use."""
+    on SQLite; and the new field names they bring (services.field_names). Returns the new
+    ids in the rows' order. What ingest and imports use."""
     if not rows:
         return []
     dialect = connection.dialect.name
@@ -233,6 +235,10 @@ def insert_submissions(
     ids = list(connection.scalars(statement, rows).all())
     if index and dialect != "postgresql":
         index_submissions(connection, list(zip(ids, texts, strict=True)))
+    field_names.record(
+        connection,
+        ((i, row["form_id"], row["fields"]) for i, row in zip(ids, rows, strict=True)),
+    )
     return ids
 
 

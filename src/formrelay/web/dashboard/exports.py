@@ -7,16 +7,15 @@ links only append it to these addresses.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from flask import Blueprint, Response, request
 from flask_login import current_user, login_required
-from sqlalchemy import Engine, Select
+from sqlalchemy import Engine
 
 from ...extensions import db
 from ...models import utcnow
 from ...services import exports, permissions
-from ...services.inbox import SubmissionFilter, filtered
+from ...services.inbox import SubmissionFilter
 from ..templating import viewer_zone
 
 bp = Blueprint("exports", __name__)
@@ -46,20 +45,20 @@ def all_export(fmt: exports.Format) -> Response:
 
 
 def _download(f: SubmissionFilter, fmt: exports.Format) -> Response:
-    # Built now, while the actor and the form are loaded: the query binds their ids.
-    query = filtered(current_user, f)
+    # Built now, while the actor and the form are loaded: the queries bind their ids.
+    export = exports.export_query(current_user, f)
     engine: Engine = db.engine
     # The export reads on a connection of its own, in one snapshot from the header to the
     # last row; the request's session is done, so its connection goes back to the pool
     # now rather than after the last byte. The generator needs no request context.
     db.session.rollback()
-    response = Response(_stream(engine, query, fmt), mimetype=MIMETYPES[fmt])
+    response = Response(_stream(engine, export, fmt), mimetype=MIMETYPES[fmt])
     name = exports.filename(f, fmt, utcnow().date())
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     response.headers["Cache-Control"] = "no-store"  # submissions are private
     return response
 
 
-def _stream(engine: Engine, query: Select[Any], fmt: exports.Format) -> Iterator[bytes]:
+def _stream(engine: Engine, export: exports.ExportQuery, fmt: exports.Format) -> Iterator[bytes]:
     with exports.reading(engine) as session:
-        yield from exports.export_chunks(session, query, fmt)
+        yield from exports.export_chunks(session, export, fmt)
