@@ -523,11 +523,13 @@ def seed_postgresql(url: str, source: Path, seed: Seed, instance: Path) -> Seed:
                 started=started,
             )
             conn.execute("DROP TABLE seed_submissions")
+        # The columns later migrations added, as they filled them in on SQLite.
+        later = [c for c in ("form_id",) if _has_column(reader, "deliveries", c)]
         _copy_table(
             reader,
             conn,
             "deliveries",
-            f"SELECT {', '.join(DELIVERY_COLUMNS)} FROM deliveries ORDER BY id",
+            f"SELECT {', '.join([*DELIVERY_COLUMNS, *later])} FROM deliveries ORDER BY id",
         )
         # Written by ingest, not by a trigger: the SQLite database's backfilled list.
         if _has_table(reader, "form_fields"):
@@ -586,6 +588,10 @@ def _copy_table(
         done += len(batch)
         if progress:
             _progress("postgresql", done, progress, started)
+
+
+def _has_column(reader: Any, table: str, name: str) -> bool:
+    return any(row[1] == name for row in reader.execute(f"PRAGMA table_info({table})"))
 
 
 def _has_table(reader: Any, name: str) -> bool:

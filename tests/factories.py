@@ -135,6 +135,7 @@ def make_delivery(
     _begin_write(session)
     delivery = Delivery(
         submission=submission,
+        form_id=submission.form_id,
         channel="email",
         target=target or submission.form.recipients[0].email,
         cc=list(cc),

@@ -256,8 +256,9 @@ class Delivery(Base):
             "status IN ('pending', 'sending', 'sent', 'failed', 'dead')", name="delivery_status"
         ),
         # Workers claim due rows: (status, next_attempt_at) for pending/failed,
-        # (status, lease_expires_at) for leases left behind by a killed worker.
-        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        # (status, lease_expires_at) for leases left behind by a killed worker. The form
+        # makes the first one cover the forms list's failed and dead counts per form.
+        Index("ix_deliveries_due", "status", "next_attempt_at", "form_id"),
         Index("ix_deliveries_lease", "status", "lease_expires_at"),
     )
 
@@ -267,6 +268,10 @@ class Delivery(Base):
     submission_id: Mapped[int | None] = mapped_column(
         ForeignKey("submissions.id", ondelete="CASCADE"), index=True
     )
+    # The submission's form, copied when the delivery is made (a submission never moves):
+    # counting a form's failed and dead deliveries then reads no submission. No foreign
+    # key: the submission's cascade removes the row with its form. None with no submission.
+    form_id: Mapped[int | None] = mapped_column(Integer)
     # {"subject": ..., "text": ..., "html": ...} for the dashboard's own mail.
     message: Mapped[dict[str, str] | None] = mapped_column(JSONType)
     channel: Mapped[str] = mapped_column(String(16), default="email")

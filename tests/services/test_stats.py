@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, text
+from flask.testing import FlaskClient
+from sqlalchemy import event, select, text
 
 from formrelay.extensions import db
-from formrelay.models import DeliveryStatus
-from formrelay.services import stats
+from formrelay.models import Delivery, DeliveryStatus
+from formrelay.services import inbox, outbox, stats
 
 from ..factories import make_delivery, make_form, make_submission, make_user
 
@@ -145,3 +146,33 @@ def test_window_starts_at_midnight_utc_29_days_before_today() -> None:
 )
 def test_sparkline_points_scale_to_the_busiest_day(daily: list[int], points: str) -> None:
     assert stats.sparkline_points(daily) == points
+
+
+def test_every_delivery_made_for_a_submission_carries_its_form(client: FlaskClient) -> None:
+    """What the health counts read: set by ingest, by "not spam" and never for account
+    mail, which has no form."""
+    form = make_form(db.session, recipients=["a@example.com", "b@example.com"])
+    response = client.post(
+        f"/f/{form.key}", data={"message": "hi"}, headers={"Accept": "application/json"}
+    )
+    assert response.status_code == 200
+    held = make_submission(db.session, form, spam=True)
+    inbox.mark_spam(db.session, held, False)
+    outbox.queue_mail(db.session, "c@example.com", subject="Hello", text="Text")
+    db.session.commit()
+    rows = db.session.execute(select(Delivery.submission_id, Delivery.form_id)).all()
+    assert len(rows) == 5
+    assert {form_id for submission_id, form_id in rows if submission_id} == {form.id}
+    assert [form_id for submission_id, form_id in rows if not submission_id] == [None]
+
+
+def test_the_migration_gives_existing_deliveries_their_form(app: Flask) -> None:
+    from flask_migrate import downgrade, upgrade
+
+    delivery = make_delivery(db.session, status=DeliveryStatus.FAILED)
+    form_id, delivery_id = delivery.submission.form_id, delivery.id
+    db.session.remove()
+    downgrade(revision="0010")
+    upgrade()
+    assert db.session.get(Delivery, delivery_id).form_id == form_id  # type: ignore[union-attr]
+    assert stats.form_stats(db.session(), [form_id])[form_id].failed == 1

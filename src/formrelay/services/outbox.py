@@ -127,7 +127,7 @@ def store_submissions(
         if item.spam_reason is None:
             cc = _cc_beyond_recipients(item.cc, form.recipients)
             for n, to in enumerate(form.recipients):
-                deliveries.append(_delivery_row(submission_id, to, cc if n == 0 else []))
+                deliveries.append(_delivery_row(submission_id, form.id, to, cc if n == 0 else []))
     if deliveries:
         connection.execute(_INSERT_DELIVERIES, deliveries)
     return results
@@ -143,7 +143,7 @@ def deliver_submission(session: Session, submission: Submission) -> list[Deliver
     recipients = [r.email for r in form.recipients if r.verified]
     cc = _cc_beyond_recipients(submission.cc, recipients)
     created = [
-        Delivery(**_delivery_row(submission.id, to, cc if n == 0 else []))
+        Delivery(**_delivery_row(submission.id, submission.form_id, to, cc if n == 0 else []))
         for n, to in enumerate(recipients)
     ]
     session.add_all(created)
@@ -156,7 +156,7 @@ def queue_mail(
 ) -> Delivery:
     """Queue one of the dashboard's own messages (a confirmation, a reset, an invitation)
     in the outbox, where the worker sends, retries and logs it like a notification."""
-    row = _delivery_row(None, to, [])
+    row = _delivery_row(None, None, to, [])
     row["message"] = {"subject": subject, "text": text, **({"html": html} if html else {})}
     delivery = Delivery(**row)
     session.add(delivery)
@@ -189,10 +189,13 @@ def _submission_row(form_id: int, item: PreparedSubmission) -> dict[str, object]
     }
 
 
-def _delivery_row(submission_id: int | None, target: str, cc: list[str]) -> dict[str, object]:
+def _delivery_row(
+    submission_id: int | None, form_id: int | None, target: str, cc: list[str]
+) -> dict[str, object]:
     now = utcnow()
     return {
         "submission_id": submission_id,
+        "form_id": form_id,
         "channel": EMAIL,
         "target": target,
         "cc": cc,

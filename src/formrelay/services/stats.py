@@ -2,7 +2,8 @@
 
 Two queries over every form asked about, never one per form: the submissions' figures
 (totals and daily counts from the per-day rollup, models.SubmissionCount; the last time
-from the index ix_submissions_form_spam_created), and the failed or dead deliveries.
+from the index ix_submissions_form_spam_created), and the failed or dead deliveries (from
+ix_deliveries_due, which holds each delivery's form).
 Spam is not counted.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import false, func, select
@@ -95,24 +97,22 @@ def form_stats(
         figures.daily = [count or 0 for count in daily]
         figures.recent = sum(figures.daily)
 
-    # From the few failed and dead deliveries (ix_deliveries_due) to their submissions by
-    # primary key, never from a busy form's many submissions to their deliveries: "+ 0" keeps
-    # SQLite's planner, which has no statistics, from starting at the form_id index.
+    # The few failed and dead deliveries, counted per form from ix_deliveries_due alone
+    # (it holds each delivery's form): no delivery row, no submission is read.
     health = session.execute(
-        select(Submission.form_id, Delivery.status, func.count())
-        .select_from(Delivery)
-        .join(Submission, Submission.id == Delivery.submission_id)
+        select(Delivery.form_id, Delivery.status, func.count())
         .where(
             Delivery.status.in_([DeliveryStatus.FAILED.value, DeliveryStatus.DEAD.value]),
-            (Submission.form_id + 0).in_(ids),
+            Delivery.form_id.in_(ids),
         )
-        .group_by(Submission.form_id, Delivery.status)
+        .group_by(Delivery.form_id, Delivery.status)
     )
     for form_id, status, count in health:
+        figures = stats[cast(int, form_id)]  # one of `ids`: never None
         if status == DeliveryStatus.FAILED:
-            stats[form_id].failed = count
+            figures.failed = count
         else:
-            stats[form_id].dead = count
+            figures.dead = count
     return stats
 
 
