@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -218,3 +220,36 @@ def test_file_names_say_form_folder_and_day(form: Form) -> None:
     assert exports.filename(SubmissionFilter(spam=True), "json", day) == (
         "submissions-spam-2026-12-01.json"
     )
+
+
+def test_prefetching_keeps_the_order_and_ends_with_the_batches() -> None:
+    assert list(exports.prefetched(iter([[1, 2], [3], [4, 5]]))) == [[1, 2], [3], [4, 5]]
+    assert list(exports.prefetched(iter([]))) == []
+
+
+def test_a_failed_fetch_is_raised_to_the_reader_after_the_batches_before_it() -> None:
+    def batches() -> Iterator[list[int]]:
+        yield [1]
+        raise RuntimeError("connection lost")
+
+    reading = exports.prefetched(batches())
+    assert next(reading) == [1]
+    with pytest.raises(RuntimeError, match="connection lost"):
+        next(reading)
+
+
+def test_a_reader_that_stops_early_stops_the_fetching_thread_before_going_on() -> None:
+    """A cancelled download: the connection must be the pool's again, nobody else's."""
+    fetched: list[int] = []
+
+    def batches() -> Iterator[list[int]]:
+        for n in range(1000):
+            fetched.append(n)
+            yield [n]
+
+    reading = exports.prefetched(batches(), depth=2)
+    assert next(reading) == [0]
+    reading.close()
+    assert not any(t.name == "export-prefetch" for t in threading.enumerate())
+    # It fetched at most what fits ahead of the reader, not the rest.
+    assert len(fetched) <= 4

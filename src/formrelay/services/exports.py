@@ -14,11 +14,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import queue
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 from sqlalchemy import (
@@ -27,6 +29,8 @@ from sqlalchemy import (
     Result,
     Select,
     String,
+    Text,
+    cast,
     func,
     select,
     type_coerce,
@@ -50,7 +54,8 @@ REPEAT_SEPARATOR = ", "
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FOLDERS = ("inbox", "spam")
 
-Progress = Callable[[int], None]  # told how many more rows were written
+Progress = Callable[[int], None]
+T = TypeVar("T")  # told how many more rows were written
 
 
 # -- the filter, from a page's query string or the CLI's options ---------------------------
@@ -164,19 +169,78 @@ def export_chunks(
 
 def _batches(session: Session, query: Select[Any]) -> Iterator[Sequence[Any]]:
     """(id, time as its CSV cell, fields) of each submission, BATCH_ROWS at a time; the
-    database formats the time, which costs it less than Python. Fields come as JSON text
-    on SQLite (decoding them in the caller's loop costs less than SQLAlchemy's result
-    processor, a call per row more) and decoded on PostgreSQL (psycopg does it as fast)."""
+    database formats the time, which costs it less than Python. Fields come as JSON text,
+    decoded in the caller's loop with orjson: SQLAlchemy's result processor (SQLite) and
+    psycopg's jsonb loader (json.loads with its encoding check) cost twice as much a row."""
     connection = session.connection()
     dialect = connection.dialect.name
     fields = (
-        Submission.fields if dialect == "postgresql" else type_coerce(Submission.fields, String())
+        cast(Submission.fields, Text)
+        if dialect == "postgresql"
+        else type_coerce(Submission.fields, String())
     )
     columns = query.with_only_columns(Submission.id, _csv_time_sql(dialect), fields)
     result: Result[int, str, Any] = connection.execute(
         columns, execution_options={"yield_per": BATCH_ROWS}
     )
-    yield from result.partitions()
+    if dialect == "postgresql":
+        yield from prefetched(result.partitions())
+    else:
+        # SQLite works in this process, releasing the GIL for every row it steps: a
+        # second thread there only makes them take turns (measured: half the speed).
+        yield from result.partitions()
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def prefetched(batches: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """`batches`, each fetched by a thread of its own while the caller works on the one
+    before (at most `depth` ahead), so that the database server's work and ours overlap
+    (psycopg releases the GIL while it waits). PostgreSQL spends about as long turning a
+    million jsonb values into text as the export spends writing CSV: in-process, 37k rows/s
+    one after the other, 64k overlapped (measured, loaded machine).
+
+    The connection is the thread's alone until it ends: when the caller stops early (a
+    download cancelled), the thread is told to stop and joined before this returns, so
+    the connection goes back to its pool unused. A fetch's error is raised here."""
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for batch in batches:
+                if not hand_over(batch):
+                    return
+        except BaseException as exc:  # raised in the caller's thread, below
+            hand_over(_Failed(exc))
+            return
+        hand_over(_END)
+
+    thread = threading.Thread(target=fetch, name="export-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _csv_time_sql(dialect: str) -> ColumnElement[str]:
@@ -218,11 +282,11 @@ def csv_chunks(
     # The hot loop of a million-row export: plain lists and local names, no calls per cell
     # but the JSON decoder's (orjson: 1 us a row where json took 2; the whole loop about
     # 12 us a row on SQLite, in-process).
-    decode = orjson.loads if session.connection().dialect.name != "postgresql" else None
+    decode = orjson.loads
     for batch in _batches(session, query):
         for submission_id, time, fields in batch:
             cells: list[Any] = [submission_id, time, *blank]
-            for name, value in fields if decode is None else decode(fields):
+            for name, value in decode(fields):
                 j = position[name]
                 if cells[j] is None:
                     # Only a cell's start matters to a spreadsheet: its first value.

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 from datetime import UTC, datetime, time, timedelta
+from typing import cast
 
 from sqlalchemy import false, func, select
 from sqlalchemy.orm import Session
