@@ -224,6 +224,9 @@ def test_status_counts_the_outbox_by_state_with_the_oldest_due_age(
     assert stat(page, "Dead, given up") == "1"
     assert stat(page, "Sent") == "1"
     assert stat(page, "Sending") == "0"
+    # The failed and dead counts lead to the submissions they belong to.
+    assert 'href="/submissions?delivery=failed"' in page
+    assert 'href="/submissions?delivery=dead"' in page
 
 
 def test_an_empty_outbox_has_nothing_waiting(as_admin: FlaskClient) -> None:

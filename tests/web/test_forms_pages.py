@@ -632,3 +632,33 @@ def test_disable_returns_to_a_page_inside_formrelay_only(
     auth.login(OWNER)
     response = post_form(client, "/forms", {"back": back}, action=f"/forms/{form.key}/disable")
     assert response.headers["Location"] == (location or f"/forms/{form.key}/settings")
+
+
+def test_verification_mail_an_account_sends_is_limited_and_refusals_do_not_count(
+    client: FlaskClient, auth: AuthActions
+) -> None:
+    """Ten links an hour, added or resent: an account cannot mail someone over and over."""
+    form = owner_form()
+    pending = form.recipients[1].id
+    auth.login(OWNER)
+    action = f"/forms/{form.key}/recipients"
+    assert post_form(client, "/forms", {"email": "bad address"}, action=action).status_code == 400
+    statuses = [
+        post_form(client, "/forms", action=f"{action}/{pending}/resend").status_code
+        for _ in range(10)
+    ]
+    assert statuses == [302] * 10
+    limited = post_form(client, "/forms", {"email": "new@example.com"}, action=action)
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert "Too many attempts" in limited.get_data(as_text=True)
+    db.session.refresh(form)
+    assert "new@example.com" not in [r.email for r in form.recipients]
+    # Another account's limit is its own.
+    other = make_form(db.session, owner=make_user(db.session, OTHER, admin=False))
+    auth.logout()
+    auth.login(OTHER)
+    added = post_form(
+        client, "/forms", {"email": "new@example.com"}, action=f"/forms/{other.key}/recipients"
+    )
+    assert added.status_code == 302

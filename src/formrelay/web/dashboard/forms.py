@@ -11,7 +11,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from ...extensions import db
+from ...extensions import db, limiter
 from ...models import Form
 from ...services import forms, permissions, stats
 from ...services.errors import Conflict, InvalidInput
@@ -112,8 +112,29 @@ def settings(key: str) -> str | Response | tuple[str, int]:
     return _settings_page(form, input, RecipientInput(formdata=None)), status
 
 
+# A verification link goes to whatever address an owner types: at most this many, added or
+# resent, per account, so that an account cannot be used to mail someone over and over.
+RECIPIENT_MAIL_LIMIT = "10/hour;30/day"
+
+
+def _account_key() -> str:
+    return f"recipient-mail:{current_user.get_id()}"
+
+
+def _mailed(response: Response) -> bool:
+    return (
+        300 <= response.status_code < 400
+    )  # added or resent (a refusal, shown again, mails nobody)
+
+
+recipient_mail = limiter.shared_limit(
+    RECIPIENT_MAIL_LIMIT, scope="recipient-mail", key_func=_account_key, deduct_when=_mailed
+)
+
+
 @bp.post("/forms/<key>/recipients")
 @login_required
+@recipient_mail
 def add_recipient(key: str) -> str | Response | tuple[str, int]:
     session = db.session()
     form = permissions.load_form(session, current_user, key)
@@ -139,6 +160,7 @@ def add_recipient(key: str) -> str | Response | tuple[str, int]:
 
 @bp.post("/forms/<key>/recipients/<int:recipient_id>/resend")
 @login_required
+@recipient_mail
 def resend_verification(key: str, recipient_id: int) -> Response:
     session = db.session()
     form = permissions.load_form(session, current_user, key)
