@@ -87,8 +87,9 @@ GOALS = {  # target name -> (goal as printed, test)
     "export_rows_per_s": (">=50000", lambda v: v >= 50_000),
     "export_peak_web_worker_rss_mb": ("<150", lambda v: v < 150),
     "search_index_ingest_ratio_vs_off": (">=0.9", lambda v: v >= 0.9),
-    # Ours: keeping the export's field names costs a group commit's CPU at most 5%.
-    "field_names_batch_cpu_vs_off": ("<=1.05", lambda v: v <= 1.05),
+    # Ours: keeping the export's field names costs a group commit at most 5% (its CPU on
+    # SQLite, its time on PostgreSQL: see field_names_cost).
+    "field_names_batch_cost_vs_off": ("<=1.05", lambda v: v <= 1.05),
 }
 
 
@@ -531,11 +532,6 @@ def seed_postgresql(url: str, source: Path, seed: Seed, instance: Path) -> Seed:
             "deliveries",
             f"SELECT {', '.join([*DELIVERY_COLUMNS, *later])} FROM deliveries ORDER BY id",
         )
-        # Written by ingest, not by a trigger: the SQLite database's backfilled list.
-        if _has_table(reader, "form_fields"):
-            _copy_table(
-                reader, conn, "form_fields", "SELECT form_id, name, position FROM form_fields"
-            )
         conn.execute("SET maintenance_work_mem = '256MB'")
         for definition in rebuild:
             conn.execute(definition)
@@ -592,11 +588,6 @@ def _copy_table(
 
 def _has_column(reader: Any, table: str, name: str) -> bool:
     return any(row[1] == name for row in reader.execute(f"PRAGMA table_info({table})"))
-
-
-def _has_table(reader: Any, name: str) -> bool:
-    found = reader.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone()
-    return found is not None
 
 
 def _search_vector(conn: Any) -> str | None:
@@ -940,7 +931,12 @@ def field_names_cost(db: Database, instance: Path, turns: int) -> dict[str, Any]
     """Seconds per batch of FIELD_NAMES_BATCH_SIZE submissions stored as ingest stores them
     (search.insert_submissions, one durable commit each), with the field names kept and
     without, on a scratch copy of the schema; the same few names every time, as a form's
-    traffic sends (a new name is rare and costs one row more)."""
+    traffic sends (a new name is rare and costs one row more). Off: field_names.record
+    replaced by a no-op (SQLite), the trigger disabled (PostgreSQL, where it runs).
+
+    The cost that counts: this process's CPU on SQLite, which works in it (its wall time
+    is mostly fsyncs that vary by tens of percent on a shared machine); the wall time on
+    PostgreSQL, whose trigger works in the server."""
     from formrelay import create_app
     from formrelay.extensions import db as sqlalchemy
     from formrelay.services import accounts, field_names, forms, search
@@ -951,9 +947,6 @@ def field_names_cost(db: Database, instance: Path, turns: int) -> dict[str, Any]
     app = create_app(
         {"database_url": url, "instance_path": instance, "secret_key": "bench"}, migrations=False
     )
-    # Wall time (the commits' fsyncs in it, which vary by tens of percent on a shared
-    # machine) and this process's CPU time (SQLite works in it; PostgreSQL's server side
-    # is left out), per batch.
     per_batch: dict[str, list[float]] = {"on": [], "off": []}
     cpu_per_batch: dict[str, list[float]] = {"on": [], "off": []}
     record = field_names.record
@@ -973,7 +966,14 @@ def field_names_cost(db: Database, instance: Path, turns: int) -> dict[str, Any]
         try:
             for turn in range(turns):
                 for mode in ("off", "on") if turn % 2 == 0 else ("on", "off"):
-                    field_names.record = record if mode == "on" else (lambda *_: None)  # type: ignore[assignment]
+                    if db.name == "postgresql":
+                        switch = "ENABLE" if mode == "on" else "DISABLE"
+                        with sqlalchemy.engine.begin() as connection:
+                            connection.exec_driver_sql(
+                                f"ALTER TABLE submissions {switch} TRIGGER form_fields_insert"
+                            )
+                    else:
+                        field_names.record = record if mode == "on" else (lambda *_: None)  # type: ignore[assignment]
                     started, cpu = time.perf_counter(), time.process_time()
                     for _ in range(FIELD_NAMES_BATCHES):
                         with sqlalchemy.engine.begin() as connection:
@@ -994,6 +994,7 @@ def field_names_cost(db: Database, instance: Path, turns: int) -> dict[str, Any]
         "batch_cpu_ms_on": cpu_on * 1000,
         "batch_cpu_ms_off": cpu_off * 1000,
         "cpu_ratio_vs_off": cpu_on / cpu_off,
+        "cost_ratio_vs_off": on / off if db.name == "postgresql" else cpu_on / cpu_off,
     }
 
 
@@ -1111,7 +1112,7 @@ def targets(report: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
                     True,
                 )
             )
-            target(db, "field_names_batch_cpu_vs_off", cost, "cpu_ratio_vs_off")
+            target(db, "field_names_batch_cost_vs_off", cost, "cost_ratio_vs_off")
         seed = r["seed"]
         rows.append((f"dashboard_{db}_seed_s", seed["seed_seconds"], "report", True))
         rows.append((f"dashboard_{db}_later_migrations_s", seed["migrate_seconds"], "report", True))
