@@ -129,8 +129,12 @@ def page(
     key = tuple_(Submission.created_at, Submission.id)
     match = search.narrowed(session, f.q)
     query = _where(select(Submission), actor, f, match).options(
-        selectinload(Submission.form), selectinload(Submission.deliveries)
+        selectinload(Submission.deliveries)
     )
+    if f.form is None:
+        # One form's page has its form in the session already: each row's `form` is found
+        # there without a query of its own.
+        query = query.options(selectinload(Submission.form))
     if newer is not None:
         # Walk up from the cursor, then show those in the usual order.
         at, ident = decode_cursor(newer)
