@@ -799,3 +799,9 @@ def config_check(mail: bool) -> None:
         if not result.ok:
             raise click.ClickException(f"mail check failed ({result.backend}): {result.message}")
         click.echo(f"mail OK ({result.backend}): {result.message}")
+
+
+# -- Amazon SES and the suppression list (their own module; cli.py is long enough) -----------
+from .cli_ses import suppress_group  # noqa: E402  (it uses the helpers above)
+
+cli.add_command(suppress_group)

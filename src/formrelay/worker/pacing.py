@@ -1,10 +1,24 @@
-"""Send pacing: a worker never sends faster than FORMRELAY_SEND_RATE."""
+"""Send pacing: the workers together never send faster than the rate allowed.
+
+Pacer spaces one process's sends; SharedPacer spaces those of every worker process on
+every machine through one database row, at FORMRELAY_SEND_RATE or SES's MaxSendRate.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
+
+from sqlalchemy import Table, case, insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..db import DATABASE_AWAY, begin_write
+from ..models import SendRate, utcnow
 
 
 class Pacer:
@@ -23,3 +37,105 @@ class Pacer:
         if self._next > now:
             stop.wait(self._next - now)
         self._next = max(self._next, now) + self.interval
+
+
+log = logging.getLogger("formrelay.worker")
+# The bucket every worker shares for e-mail (one account, one MaxSendRate).
+EMAIL_BUCKET = "email"
+_RATES = cast(Table, SendRate.__table__)
+R = _RATES.c
+
+
+class SharedPacer:
+    """Spaces sends across every worker process and machine at one rate, through the
+    database: the `send_rates` row holds the next free slot.
+
+    Each send reserves `recipients / rate` seconds from that slot forward in one UPDATE
+    ... RETURNING (a row lock on PostgreSQL, the write lock on SQLite) and waits for its
+    own slot, so all workers together never exceed the rate, and idle time is not saved
+    up for a burst. The rate comes from `rate_source` (FORMRELAY_SEND_RATE, or SES's
+    MaxSendRate when lower), asked again every `refresh_seconds`. With the database away
+    a worker paces itself alone (a Pacer) rather than stop.
+    """
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        rate_source: Callable[[], float],
+        *,
+        refresh_seconds: float = 300.0,
+        bucket: str = EMAIL_BUCKET,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session_factory = session_factory
+        self.rate_source = rate_source
+        self.refresh_seconds = refresh_seconds
+        self.bucket = bucket
+        self.wall_clock = wall_clock
+        self._rate: float | None = None
+        self._rate_read_at = 0.0
+        self._fallback = Pacer(0)
+
+    @property
+    def rate(self) -> float:
+        """The current rate (recipients a second; 0: no limit), refreshed when stale."""
+        now = time.monotonic()
+        if self._rate is None or now - self._rate_read_at >= self.refresh_seconds:
+            self._rate = self.rate_source()
+            self._rate_read_at = now
+            self._fallback = Pacer(self._rate)
+            log.info("sending at most %g recipients a second (all workers)", self._rate)
+        return self._rate
+
+    def wait(self, stop: threading.Event, recipients: int = 1) -> None:
+        """Return when this worker's next send of `recipients` recipients is allowed (or at
+        once when `stop` is set)."""
+        rate = self.rate
+        if not rate:
+            return
+        try:
+            slot = self._reserve(max(recipients, 1) / rate)
+        except DATABASE_AWAY as exc:
+            log.warning("send rate: the database is away, pacing alone: %s", exc)
+            self._fallback.wait(stop)
+            return
+        delay = slot - self.wall_clock()
+        if delay > 0:
+            stop.wait(delay)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every worker's sends for `seconds` from now (SES said: too fast)."""
+        with contextlib.suppress(*DATABASE_AWAY):
+            self._reserve(seconds, hold=True)
+
+    def _reserve(self, cost: float, *, hold: bool = False) -> float:
+        """Move the shared slot forward by `cost` seconds; returns where this send's slot
+        starts. With `hold`, the slot moves to at least now + cost for everyone."""
+        now = self.wall_clock()
+        start = case((R.next_slot > now, R.next_slot), else_=now)
+        for _ in range(2):
+            with self.session_factory() as session:
+                begin_write(session)
+                row = session.execute(
+                    update(_RATES)
+                    .where(R.name == self.bucket)
+                    .values(next_slot=start + cost, rate=self.rate, updated_at=utcnow())
+                    .returning(R.next_slot)
+                ).first()
+                if row is not None:
+                    session.commit()
+                    return float(row[0]) - (0.0 if hold else cost)
+                try:  # the first send ever: make the row (another worker may at once)
+                    session.execute(
+                        insert(_RATES).values(
+                            name=self.bucket,
+                            next_slot=now + cost,
+                            rate=self.rate,
+                            updated_at=utcnow(),
+                        )
+                    )
+                    session.commit()
+                    return now
+                except IntegrityError:
+                    session.rollback()
+        raise RuntimeError("the send_rates row could be neither updated nor made")
