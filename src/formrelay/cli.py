@@ -802,6 +802,7 @@ def config_check(mail: bool) -> None:
 
 
 # -- Amazon SES and the suppression list (their own module; cli.py is long enough) -----------
-from .cli_ses import suppress_group  # noqa: E402  (it uses the helpers above)
+from .cli_ses import ses_group, suppress_group  # noqa: E402  (it uses the helpers above)
 
+cli.add_command(ses_group)
 cli.add_command(suppress_group)
