@@ -380,10 +380,3 @@ class RecipientChecker:
             for a in addresses
             if not self._verified(a.lower()) and not self._verified(a.rpartition("@")[2].lower())
         ]
-
-
-SANDBOX_ADVICE = (
-    "the SES account is in the sandbox and this address is not a verified identity: SES "
-    "refuses to send to it. Verify it in SES (`aws sesv2 create-email-identity "
-    "--email-identity ADDRESS`, then follow the link SES mails), or request production access"
-)

@@ -99,6 +99,15 @@ def unsuppress(session: Session, address: str, *, actor: User | None = None) -> 
     return found
 
 
+def load_suppression(session: Session, actor: User, suppression_id: int) -> Suppression:
+    """The entry with this id. Raises NotFound (also for an actor who is not an admin)."""
+    permissions.require_admin(actor)
+    found = session.get(Suppression, suppression_id)
+    if found is None:
+        raise NotFound("There is no such suppressed address.")
+    return found
+
+
 def list_suppressions(
     session: Session, *, actor: User | None = None, limit: int | None = None
 ) -> Sequence[Suppression]:
@@ -109,6 +118,10 @@ def list_suppressions(
     if limit is not None:
         query = query.limit(limit)
     return session.scalars(query).all()
+
+
+def count_suppressions(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Suppression)) or 0)
 
 
 def suppressed_among(session: Session, addresses: Iterable[str]) -> dict[str, Suppression]:
