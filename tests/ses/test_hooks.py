@@ -485,5 +485,15 @@ def test_basic_auth_with_the_credentials_passes(
     assert suppressions()[0][0] == "a@example.org"
 
 
+def test_a_body_larger_than_any_sns_message_is_refused_unread(
+    hooked: Flask, client: FlaskClient
+) -> None:
+    response = client.post("/hooks/ses", data=b"{" + b" " * (300 * 1024) + b"}")
+
+    assert response.status_code == 403
+    assert "too large" in response.get_data(as_text=True)
+    assert stored() == NOTHING
+
+
 def test_the_hook_answers_only_post(hooked: Flask, client: FlaskClient) -> None:
     assert client.get("/hooks/ses").status_code == 405

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from formrelay.settings import ConfigError, load_settings
+from formrelay.settings import ConfigError, Settings, load_settings
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:formrelay-ses-events"
 
 
-def settings(tmp_path: Path, **environ: str):  # type: ignore[no-untyped-def]
+def settings(tmp_path: Path, **environ: str) -> Settings:
     return load_settings({"FORMRELAY_INSTANCE_PATH": str(tmp_path), **environ})
 
 

@@ -15,6 +15,7 @@ import logging
 
 from flask import Blueprint, Flask, current_app, request
 from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Response
 
 from ..db import begin_write
@@ -56,13 +57,32 @@ def _authorized() -> bool:
     ) & hmac.compare_digest((given.password or "").encode(), s.sns_password.encode())
 
 
+def _bounded_body() -> bytes | None:
+    """The body, read no further than MAX_BODY_BYTES (None past it), with or without a
+    Content-Length."""
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        while received <= MAX_BODY_BYTES:
+            chunk = request.stream.read(MAX_BODY_BYTES + 1 - received)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            received += len(chunk)
+    except (OSError, ClientDisconnected):
+        return b""  # cut short: not JSON, refused as such
+    return None if received > MAX_BODY_BYTES else b"".join(chunks)
+
+
 @bp.post("/ses")
 def ses() -> Response:
     if not _authorized():
         return _text("unauthorized", 401, **{"WWW-Authenticate": 'Basic realm="formrelay"'})
-    if (request.content_length or 0) > MAX_BODY_BYTES:
+    body = _bounded_body()
+    if body is None:
         return _text("forbidden: too large for an SNS message", 403)
-    body = request.get_data(cache=False)[: MAX_BODY_BYTES + 1]
     try:
         message = verifier().verify(body, allowed_topics=get_settings().sns_topics, now=utcnow())
         header = request.headers.get("x-amz-sns-message-type")

@@ -187,7 +187,7 @@ class Worker:
 
     def _batch_size(self) -> int:
         """The batch, kept small enough to be sent well within its lease at the send rate."""
-        rate = self.settings.send_rate
+        rate = self.pacer.rate
         if not rate:
             return self.settings.worker_batch_size
         return max(
