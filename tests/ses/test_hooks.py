@@ -223,6 +223,22 @@ def test_a_permanent_bounce_ends_the_deliveries_waiting_for_the_address(
     )
 
 
+def test_an_event_for_a_deleted_delivery_keeps_its_form_from_the_tags(
+    hooked: Flask, client: FlaskClient, signer: SNSSigner, delivery: Delivery
+) -> None:
+    form_id = delivery.submission.form_id  # type: ignore[union-attr]
+    event = bounce(["owner@example.com"], delivery=delivery)
+    db.session.delete(db.session.merge(delivery))
+    db.session.commit()
+
+    assert post(client, signer.notification(event)).status_code == 200
+
+    db.session.rollback()
+    [row] = db.session.scalars(select(SESEvent))
+    assert (row.delivery_id, row.form_id) == (None, form_id)
+    assert suppressions()[0][0] == "owner@example.com"
+
+
 def test_an_identity_notification_maps_through_the_message_id(
     hooked: Flask, client: FlaskClient, signer: SNSSigner, delivery: Delivery
 ) -> None:

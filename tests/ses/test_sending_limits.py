@@ -19,6 +19,7 @@ from formrelay.models import Delivery, SendRate, utcnow
 from formrelay.worker import make_worker
 
 from ..conftest import BASE_URL
+from ..delivery.test_ses import SES, aws_isolated, moto_url, use_ses  # noqa: F401  (fixtures)
 from ..factories import make_delivery, make_form, make_submission
 from ..servers import wait_until
 from ..test_worker_processes import FORMRELAY
@@ -207,3 +208,38 @@ def test_two_worker_processes_share_one_max_send_rate(
     db.session.rollback()
     statuses = set(db.session.scalars(select(Delivery.status).where(Delivery.id.in_(ids))))
     assert statuses == {"sent"}
+
+
+# -- moto: SendEmail with the configuration set and tags, as AWS's model validates them ------
+def test_moto_accepts_the_configuration_set_and_tags_and_delivers(
+    moto_url: str, app_config: dict[str, object], aws_isolated: None
+) -> None:
+    import boto3
+
+    from formrelay import create_app
+
+    ses = SES(moto_url)
+    ses.reset()
+    ses.verify("example.com")  # the domain identity covers forms@example.com
+    client = boto3.client(
+        "sesv2",
+        region_name="us-east-1",
+        endpoint_url=moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    client.create_configuration_set(ConfigurationSetName="formrelay")
+    client.close()
+    use_ses(app_config, moto_url)
+    app_config.update(mail_default_sender=SENDER, ses_configuration_set="formrelay")
+    app = create_app(app_config)
+    with app.app_context():
+        delivery = make_delivery(db.session)
+
+        assert [o.status for o in make_worker(app).drain()] == ["sent"]
+
+        [raw] = ses.sent()
+        assert raw["source"] == SENDER
+        assert fresh(delivery.id).provider_message_id == raw["id"]
+        db.session.remove()
+        db.engine.dispose()

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import Delivery, DeliveryStatus, SESEvent, SuppressionReason, utcnow
+from ..models import Delivery, DeliveryStatus, Form, SESEvent, SuppressionReason, utcnow
 from .suppressions import suppress
 
 EVENT_TYPES = ("Bounce", "Complaint", "Delivery")
@@ -54,6 +54,8 @@ def record_notification(session: Session, sns_message_id: str, text: str) -> lis
     mail = event.get("mail") or {}
     delivery = _delivery(session, mail)
     form_id = delivery.submission.form_id if delivery and delivery.submission else None
+    if delivery is None:  # deleted since (or its submission): the form's tag may still say
+        form_id = _form_id(session, mail)
     common = {
         "sns_message_id": sns_message_id,
         "event_type": kind,
@@ -133,6 +135,13 @@ def _delivery(session: Session, mail: Mapping[str, Any]) -> Delivery | None:
             delivery = session.get(Delivery, int(value))
             if delivery is not None:
                 return delivery
+    return None
+
+
+def _form_id(session: Session, mail: Mapping[str, Any]) -> int | None:
+    for value in (mail.get("tags") or {}).get("formrelay-form") or []:
+        if str(value).isdigit() and session.get(Form, int(value)) is not None:
+            return int(value)
     return None
 
 
