@@ -19,7 +19,7 @@ from formrelay.models import Delivery, SendRate, utcnow
 from formrelay.worker import make_worker
 
 from ..conftest import BASE_URL
-from ..delivery.test_ses import SES, aws_isolated, moto_url, use_ses  # noqa: F401  (fixtures)
+from ..delivery.test_ses import SES, use_ses
 from ..factories import make_delivery, make_form, make_submission
 from ..servers import wait_until
 from ..test_worker_processes import FORMRELAY
