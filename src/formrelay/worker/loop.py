@@ -152,10 +152,19 @@ class Worker:
     def _send_batch(self, session: Session, claims: list[Claim]) -> list[Outcome]:
         loaded = self._load(session, claims)
         outcomes: list[Outcome] = []
+        # Recipients (To and Cc) of each send to come, for the pacer to reserve ahead.
+        costs = {
+            c.delivery_id: 1 + len(d.cc or ())
+            for c in claims
+            if (d := loaded.get(c.delivery_id)) is not None and not self._suppressed_target(d)
+        }
         for index, claim in enumerate(claims):
             delivery = loaded.get(claim.delivery_id)
-            if delivery is not None and not self._suppressed_target(delivery):
-                self.pacer.wait(self.stop_event, recipients=1 + len(delivery.cc or ()))
+            if claim.delivery_id in costs:
+                upcoming = [
+                    costs[c.delivery_id] for c in claims[index + 1 :] if c.delivery_id in costs
+                ]
+                self.pacer.wait(self.stop_event, costs[claim.delivery_id], upcoming)
             # Past the claim's safe window (no beat confirmed lately) another worker may
             # already hold the row: sending would deliver the message twice.
             if self.stop_event.is_set() or self.clock() >= self.heartbeat.valid_until:

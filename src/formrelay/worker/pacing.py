@@ -10,7 +10,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from sqlalchemy import Table, case, insert, update
@@ -42,6 +43,8 @@ class Pacer:
 log = logging.getLogger("formrelay.worker")
 # The bucket every worker shares for e-mail (one account, one MaxSendRate).
 EMAIL_BUCKET = "email"
+# The most send time a worker reserves at once.
+BLOCK_SECONDS = 0.25
 _RATES = cast(Table, SendRate.__table__)
 R = _RATES.c
 
@@ -50,12 +53,15 @@ class SharedPacer:
     """Spaces sends across every worker process and machine at one rate, through the
     database: the `send_rates` row holds the next free slot.
 
-    Each send reserves `recipients / rate` seconds from that slot forward in one UPDATE
-    ... RETURNING (a row lock on PostgreSQL, the write lock on SQLite) and waits for its
-    own slot, so all workers together never exceed the rate, and idle time is not saved
-    up for a burst. The rate comes from `rate_source` (FORMRELAY_SEND_RATE, or SES's
-    MaxSendRate when lower), asked again every `refresh_seconds`. With the database away
-    a worker paces itself alone (a Pacer) rather than stop.
+    A worker reserves `recipients / rate` seconds per send from that slot forward in one
+    UPDATE ... RETURNING (a row lock on PostgreSQL, the write lock on SQLite) and waits for
+    its own slot, so all workers together never exceed the rate, and idle time is not saved
+    up for a burst. To spare a commit per message it reserves for the next few sends of its
+    batch at once (`upcoming`, at most BLOCK_SECONDS of them) and spaces those itself; a
+    reservation it falls more than BLOCK_SECONDS behind is dropped, not caught up. The rate
+    comes from `rate_source` (FORMRELAY_SEND_RATE, or SES's MaxSendRate when lower), asked
+    again every `refresh_seconds`. With the database away a worker paces itself alone (a
+    Pacer) rather than stop.
     """
 
     def __init__(
@@ -75,6 +81,8 @@ class SharedPacer:
         self._rate: float | None = None
         self._rate_read_at = 0.0
         self._fallback = Pacer(0)
+        # Slots reserved ahead, as (start, cost) in wall-clock seconds.
+        self._prepaid: deque[tuple[float, float]] = deque()
 
     @property
     def rate(self) -> float:
@@ -87,24 +95,53 @@ class SharedPacer:
             log.info("sending at most %g recipients a second (all workers)", self._rate)
         return self._rate
 
-    def wait(self, stop: threading.Event, recipients: int = 1) -> None:
+    def wait(
+        self, stop: threading.Event, recipients: int = 1, upcoming: Sequence[int] = ()
+    ) -> float | None:
         """Return when this worker's next send of `recipients` recipients is allowed (or at
-        once when `stop` is set)."""
+        once when `stop` is set), with the slot's wall-clock time (None: no limit, or
+        paced alone). `upcoming`: the recipients of the sends that follow in the batch,
+        which may be reserved with this one."""
         rate = self.rate
         if not rate:
-            return
-        try:
-            slot = self._reserve(max(recipients, 1) / rate)
-        except DATABASE_AWAY as exc:
-            log.warning("send rate: the database is away, pacing alone: %s", exc)
-            self._fallback.wait(stop)
-            return
+            return None
+        cost = max(recipients, 1) / rate
+        now = self.wall_clock()
+        slot = self._take_prepaid(cost, now)
+        if slot is None:
+            costs = [cost]
+            for n in upcoming:
+                if sum(costs) + max(n, 1) / rate > BLOCK_SECONDS:
+                    break
+                costs.append(max(n, 1) / rate)
+            try:
+                slot = self._reserve(sum(costs))
+            except DATABASE_AWAY as exc:
+                log.warning("send rate: the database is away, pacing alone: %s", exc)
+                self._fallback.wait(stop)
+                return None
+            start = slot + cost
+            for c in costs[1:]:
+                self._prepaid.append((start, c))
+                start += c
         delay = slot - self.wall_clock()
         if delay > 0:
             stop.wait(delay)
+        return slot
+
+    def _take_prepaid(self, cost: float, now: float) -> float | None:
+        """The next slot reserved ahead, if it was reserved for this cost and is not stale."""
+        if not self._prepaid:
+            return None
+        start, reserved = self._prepaid.popleft()
+        if abs(reserved - cost) > 1e-9 or start < now - BLOCK_SECONDS:
+            self._prepaid.clear()  # the batch went otherwise than planned: reserve afresh
+            return None
+        return start
 
     def pause(self, seconds: float) -> None:
         """Hold every worker's sends for `seconds` from now (SES said: too fast)."""
+        self._prepaid.clear()
         with contextlib.suppress(*DATABASE_AWAY):
             self._reserve(seconds, hold=True)
 
