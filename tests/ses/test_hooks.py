@@ -513,3 +513,32 @@ def test_a_body_larger_than_any_sns_message_is_refused_unread(
 
 def test_the_hook_answers_only_post(hooked: Flask, client: FlaskClient) -> None:
     assert client.get("/hooks/ses").status_code == 405
+
+
+def test_what_ses_reported_shows_in_the_submissions_delivery_log(
+    hooked: Flask, client: FlaskClient, signer: SNSSigner, delivery: Delivery
+) -> None:
+    from ..auth import AuthActions
+
+    post(client, signer.notification(bounce(["bob@example.org"], delivery=delivery)))
+    AuthActions(client).login()
+
+    page = client.get(f"/submissions/{delivery.submission_id}").get_data(as_text=True)
+
+    assert (
+        "SES: permanent bounce from bob@example.org: smtp; 550 5.1.1 "
+        "&lt;bob@example.org&gt;... User unknown"
+    ) in page
+
+
+# -- the migration ---------------------------------------------------------------------------------
+def test_the_migration_goes_down_and_up_again(app: Flask) -> None:
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect
+
+    db.session.remove()
+    downgrade(revision="0005")
+    assert "suppressions" not in inspect(db.engine).get_table_names()
+    upgrade()
+    tables = set(inspect(db.engine).get_table_names())
+    assert {"suppressions", "ses_events", "sns_messages", "send_rates"} <= tables

@@ -175,6 +175,31 @@ def _when(value: object) -> datetime:
     return moment if moment.tzinfo else utcnow()
 
 
+def events_by_delivery(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[SESEvent]]:
+    """What SES reported about these deliveries, oldest first, by delivery id."""
+    found: dict[int, list[SESEvent]] = {}
+    if not delivery_ids:
+        return found
+    for event in session.scalars(
+        select(SESEvent)
+        .where(SESEvent.delivery_id.in_(list(delivery_ids)))
+        .order_by(SESEvent.occurred_at, SESEvent.id)
+    ):
+        found.setdefault(int(event.delivery_id or 0), []).append(event)
+    return found
+
+
+def describe_event(event: SESEvent) -> str:
+    """One line for the delivery log: what happened to which recipient."""
+    if event.event_type == "Delivery":
+        return f"delivered to {event.address}"
+    if event.event_type == "Complaint":
+        return f"{event.address} complained ({event.sub_type or 'marked as spam'})"
+    kind = (event.bounce_type or "").lower() or "a"
+    detail = f": {event.detail}" if event.detail else ""
+    return f"{kind} bounce from {event.address}{detail}"
+
+
 # -- rates ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rate:
