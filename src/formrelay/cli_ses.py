@@ -232,6 +232,7 @@ def ses_status(domain: str | None) -> None:
         if overview.configuration_set
         else "Configuration set: none (SES_CONFIGURATION_SET unset: no events are published)"
     )
+    click.echo(overview.events_line())
     for rate in overview.rates:
         click.echo(rate.describe()[0].upper() + rate.describe()[1:])
     for r in overview.unverified:

@@ -223,6 +223,8 @@ def test_status_in_the_sandbox_flags_recipients_that_are_not_verified(
         "Quota: sent 0 of 200 in the last 24 hours; at most 1 a second",
         "Identity example.com: verified for sending; DKIM SUCCESS",
         "Configuration set: none (SES_CONFIGURATION_SET unset: no events are published)",
+        "SES events: none recorded yet (bounces and complaints reach formrelay once "
+        "/hooks/ses is subscribed to the configuration set's SNS topic; see docs/ses.md)",
         "Bounce rate 0.00% (0 of 0 messages sent in 30 days): ok (SES warns at 5.0%, at risk "
         "from 10.0%)",
         "Complaint rate 0.00% (0 of 0 messages sent in 30 days): ok (SES warns at 0.1%, at "
@@ -328,6 +330,7 @@ def test_status_compares_the_recorded_rates_with_ses_thresholds(
         f"{complaint_level} "
     ) in result.output
     assert result.exit_code == exit_code
+    assert "SES events: the last recorded 20" in result.output
 
 
 def test_status_exits_1_when_sending_is_paused_or_the_identity_missing(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..delivery.ses_account import (
@@ -20,7 +20,7 @@ from ..delivery.ses_account import (
     account_status,
     identity_status,
 )
-from ..models import Form, Recipient
+from ..models import Form, Recipient, SESEvent
 from ..settings import Settings
 from .ses_events import Rate, rates
 
@@ -40,6 +40,16 @@ class SESOverview:
     # What SES answered when it could not be asked (the account or the identity).
     errors: Sequence[str] = ()
     unverified: Sequence[SandboxRecipient] = field(default_factory=tuple)
+    # When /hooks/ses last recorded an event (None: never: is the topic subscribed?).
+    last_event_at: datetime | None = None
+
+    def events_line(self) -> str:
+        if self.last_event_at is None:
+            return (
+                "SES events: none recorded yet (bounces and complaints reach formrelay once "
+                "/hooks/ses is subscribed to the configuration set's SNS topic; see docs/ses.md)"
+            )
+        return f"SES events: the last recorded {self.last_event_at:%Y-%m-%d %H:%M} UTC"
 
     @property
     def healthy(self) -> bool:
@@ -93,6 +103,7 @@ def ses_overview(
         identity=found,
         errors=tuple(errors),
         unverified=tuple(unverified),
+        last_event_at=session.scalar(select(func.max(SESEvent.created_at))),
     )
 
 
