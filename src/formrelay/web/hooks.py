@@ -93,8 +93,9 @@ def ses() -> Response:
         return _text(f"forbidden: {exc}", 403)
 
     session = db.session()
-    if session.get(SNSMessage, message.message_id) is not None:
-        session.rollback()
+    handled = session.get(SNSMessage, message.message_id) is not None
+    session.rollback()  # the write below begins as a writer (SQLite: see db.begin_write)
+    if handled:
         return _text("already handled", 200)
     if message.type == "SubscriptionConfirmation":
         try:
@@ -106,6 +107,9 @@ def ses() -> Response:
     elif message.type == "UnsubscribeConfirmation":
         log.warning("SNS unsubscribed this endpoint from %s", message.topic_arn)
     begin_write(session)
+    if session.get(SNSMessage, message.message_id) is not None:  # handled meanwhile
+        session.rollback()
+        return _text("already handled", 200)
     if message.type == "Notification":
         try:
             record_notification(session, message.message_id, message.message)

@@ -15,8 +15,10 @@ from typing import cast
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from ...db import begin_write
 from ...delivery import CheckResult, check_backend
 from ...extensions import db
 from ...models import User, utcnow
@@ -259,6 +261,15 @@ def _set_form_enabled(key: str, enabled: bool) -> Page:
 
 
 # -- the suppression list ------------------------------------------------------------------------
+def _writer() -> Session:
+    """The request's session as a writer from the start: signing in read the user already,
+    and on SQLite a reading transaction could be refused the write (see db.begin_write)."""
+    session = db.session()
+    session.commit()
+    begin_write(session)
+    return session
+
+
 @bp.get("/suppressions")
 def suppressions_page() -> Page:
     return _suppressions_page(SuppressionInput())
@@ -275,7 +286,7 @@ def add_suppression() -> Page:
     input = SuppressionInput()
     if not input.validate_on_submit():
         return _suppressions_page(input, 400)
-    session = db.session()
+    session = _writer()
     try:
         entry, ended = suppressions.suppress(
             session,
@@ -301,7 +312,7 @@ def add_suppression() -> Page:
 
 @bp.post("/suppressions/<int:suppression_id>/remove")
 def remove_suppression(suppression_id: int) -> Page:
-    session = db.session()
+    session = _writer()
     entry = suppressions.load_suppression(session, _actor(), suppression_id)
     address = entry.address
     suppressions.unsuppress(session, address, actor=_actor())
