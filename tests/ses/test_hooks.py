@@ -369,6 +369,31 @@ def test_a_host_whose_tls_certificate_the_ca_did_not_sign_is_refused(
     refused(post(client, signer.notification(bounce(["a@example.org"]))), "CERTIFICATE_VERIFY")
 
 
+def test_a_certificate_host_that_never_answers_is_refused_within_the_timeout(
+    app: Flask, client: FlaskClient, signer: SNSSigner, ca: LocalCA
+) -> None:
+    import socket
+    import time
+
+    from formrelay.services.sns import HTTPSFetcher
+
+    silent = socket.socket()  # listens, never accepts: the TLS handshake hangs
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    port = silent.getsockname()[1]
+    fetcher = HTTPSFetcher(
+        ssl_context=ca.client_context(), connect_to=lambda h, p: ("127.0.0.1", port), timeout=0.5
+    )
+    hooks.init_app(app, SNSVerifier(fetcher))
+    started = time.monotonic()
+
+    try:
+        refused(post(client, signer.notification(bounce(["a@example.org"]))), "timed out")
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 5
+
+
 def test_a_stale_message_is_refused(hooked: Flask, client: FlaskClient, signer: SNSSigner) -> None:
     old = datetime.now(UTC) - timedelta(hours=2)
     message = signer.notification(bounce(["owner@example.com"]), when=old)

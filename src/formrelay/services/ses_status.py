@@ -86,10 +86,11 @@ def ses_overview(
         account = account_status(client, settings.aws_region)
     except SESError as exc:
         errors.append(str(exc))
-    try:
-        found = identity_status(client, identity or sender_domain(settings))
-    except SESError as exc:
-        errors.append(str(exc))
+    if account is not None:  # else SES is away or refuses these keys: do not wait twice
+        try:
+            found = identity_status(client, identity or sender_domain(settings))
+        except SESError as exc:
+            errors.append(str(exc))
     unverified: list[SandboxRecipient] = []
     if account is not None and account.sandbox:
         try:
