@@ -567,3 +567,62 @@ def test_the_migration_goes_down_and_up_again(app: Flask) -> None:
     upgrade()
     tables = set(inspect(db.engine).get_table_names())
     assert {"suppressions", "ses_events", "sns_messages", "send_rates"} <= tables
+
+
+# -- the whole way round ---------------------------------------------------------------------------
+def test_a_permanent_bounce_of_one_notification_stops_the_next(
+    app_config: dict[str, object],
+    sns_host: FakeSNSHost,
+    signer: SNSSigner,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Sent through SES with its tags, bounced, reported through SNS, suppressed: the next
+    submission's notification to that address ends dead without reaching SES."""
+    from formrelay import create_app
+    from formrelay.worker import make_worker
+
+    from ..steps import submit
+    from .fake_sesv2 import FakeSESv2
+
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    for ses in FakeSESv2().run():
+        ses.production = True
+        app = create_app(
+            {
+                **app_config,
+                "mail_backend": "ses",
+                "mail_default_sender": "forms@example.com",
+                "aws_region": "us-east-1",
+                "aws_endpoint_url": ses.url,
+                "aws_access_key_id": "testing",
+                "aws_secret_access_key": "testing",
+                "ses_configuration_set": "formrelay",
+            }
+        )
+        app.config["TESTING"] = True
+        hooks.init_app(app, SNSVerifier(sns_host.fetcher()))
+        with app.app_context():
+            client = app.test_client()
+            form = make_form(db.session, recipients=["gone@example.org"])
+            submit(client, form, message="first")
+            assert [o.status for o in make_worker(app).drain()] == ["sent"]
+            [(_, sent)] = ses.sent
+            tags = {t["Name"]: [t["Value"]] for t in sent["EmailTags"]}
+
+            event = bounce(["gone@example.org"])
+            event["mail"]["tags"] = {**tags, "ses:configuration-set": ["formrelay"]}
+            assert post(client, signer.notification(event)).status_code == 200
+
+            submit(client, form, message="second")
+            assert [o.status for o in make_worker(app).drain()] == ["dead"]
+            assert len(ses.sent) == 1
+            db.session.rollback()
+            last = db.session.scalars(select(Delivery).order_by(Delivery.id.desc())).first()
+            assert last is not None and last.last_error == (
+                "suppressed: gone@example.org is on the suppression list (it bounced permanently)"
+            )
+            assert events()[0][3] == int(tags["formrelay-delivery"][0])
+            db.session.remove()
+            db.engine.dispose()
