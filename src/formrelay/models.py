@@ -344,6 +344,8 @@ class SNSMessage(Base):
     """An SNS message already handled: a retry or a replay is answered without acting twice."""
 
     __tablename__ = "sns_messages"
+    # Pruned once older than any message /hooks/ses still accepts (services.sns.MAX_AGE).
+    __table_args__ = (Index("ix_sns_messages_received_at", "received_at"),)
 
     message_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     message_type: Mapped[str] = mapped_column(String(40))

@@ -278,6 +278,31 @@ def test_a_retried_notification_is_acted_on_once(
     assert stored() == {"sns_messages": 1, "ses_events": 1, "suppressions": 1}
 
 
+def test_handled_message_ids_are_kept_only_while_a_replay_could_pass(
+    hooked: Flask, client: FlaskClient, signer: SNSSigner
+) -> None:
+    old = SNSMessage(
+        message_id="old",
+        message_type="Notification",
+        topic_arn=TOPIC,
+        received_at=datetime.now(UTC) - timedelta(hours=3),
+    )
+    recent = SNSMessage(
+        message_id="recent",
+        message_type="Notification",
+        topic_arn=TOPIC,
+        received_at=datetime.now(UTC) - timedelta(minutes=90),
+    )
+    db.session.add_all([old, recent])
+    db.session.commit()
+
+    assert post(client, signer.notification(bounce(["a@example.org"]))).status_code == 200
+
+    db.session.rollback()
+    kept = set(db.session.scalars(select(SNSMessage.message_id)))
+    assert "old" not in kept and "recent" in kept and len(kept) == 2
+
+
 def test_the_signing_certificate_is_fetched_once(
     hooked: Flask, client: FlaskClient, signer: SNSSigner, sns_host: FakeSNSHost
 ) -> None:

@@ -14,6 +14,7 @@ import hmac
 import logging
 
 from flask import Blueprint, Flask, current_app, request
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Response
@@ -22,7 +23,7 @@ from ..db import begin_write
 from ..extensions import db
 from ..models import SNSMessage, utcnow
 from ..services.ses_events import BadEvent, record_notification
-from ..services.sns import SNSRejected, SNSVerifier
+from ..services.sns import MAX_AGE, SNSRejected, SNSVerifier
 from ..settings import get_settings
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
@@ -123,6 +124,9 @@ def ses() -> Response:
             topic_arn=message.topic_arn,
         )
     )
+    # Ids older than any message still accepted guard against nothing: a replay of one is
+    # refused for its Timestamp.
+    session.execute(delete(SNSMessage).where(SNSMessage.received_at < utcnow() - 2 * MAX_AGE))
     try:
         session.commit()
     except IntegrityError:  # the same message handled meanwhile by another request

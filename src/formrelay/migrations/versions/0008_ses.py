@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("topic_arn", sa.String(300), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_index("ix_sns_messages_received_at", "sns_messages", ["received_at"])
     op.create_table(
         "send_rates",
         sa.Column("name", sa.String(32), primary_key=True),
@@ -69,6 +70,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("send_rates")
+    op.drop_index("ix_sns_messages_received_at", table_name="sns_messages")
     op.drop_table("sns_messages")
     op.drop_index("ix_ses_events_type_created", table_name="ses_events")
     op.drop_table("ses_events")
