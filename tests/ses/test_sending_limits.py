@@ -107,6 +107,28 @@ def test_ses_unreachable_at_start_paces_at_the_sandbox_rate(
     assert make_worker(app).pacer.rate == 1.0
 
 
+def test_ses_unreachable_at_start_paces_at_formrelay_send_rate_when_set(
+    fake_ses: FakeSESv2, app_config: dict[str, object]
+) -> None:
+    from formrelay import create_app
+
+    fake_ses.server_close()
+    app = create_app({**app_config, "send_rate": 14.0})
+
+    assert make_worker(app).pacer.rate == 14.0
+
+
+def test_ses_away_later_keeps_the_last_rate_it_gave(fake_ses: FakeSESv2, app: Flask) -> None:
+    fake_ses.quota["MaxSendRate"] = 50.0
+    worker = make_worker(app)
+    assert worker.pacer.rate == 50.0
+
+    fake_ses.server_close()
+    worker.pacer._rate_read_at -= worker.settings.ses_rate_refresh_seconds
+
+    assert worker.pacer.rate == 50.0
+
+
 def test_too_many_requests_is_retried_shortly_without_counting_and_pauses_every_worker(
     fake_ses: FakeSESv2, app: Flask
 ) -> None:

@@ -168,20 +168,24 @@ class SESBackend:
 
 def send_rate_source(s: Settings) -> Callable[[], float]:
     """What the workers' pacing asks for the rate: SES's MaxSendRate (read anew at every
-    call), or FORMRELAY_SEND_RATE when that is set and lower. While SES cannot be asked, the
-    last rate it gave (at first, the sandbox's 1 a second)."""
-    last = [SANDBOX_RATE]
+    call), or FORMRELAY_SEND_RATE when that is set and lower. While SES cannot be asked
+    (down, or keys without ses:GetAccount), the last rate it gave; before it ever answered,
+    FORMRELAY_SEND_RATE, else the sandbox's 1 a second."""
+    known: list[float] = []
 
     def read() -> float:
         backend = SESBackend.from_settings(s)
         try:
             rate = backend.max_send_rate()
             if rate > 0:
-                last[0] = rate
+                known[:] = [rate]
         except DeliveryFailed as exc:
-            log.warning("SES MaxSendRate unknown, pacing at %g a second: %s", last[0], exc)
+            fallback = known[0] if known else s.send_rate or SANDBOX_RATE
+            log.warning("SES MaxSendRate unknown, pacing at %g a second: %s", fallback, exc)
         finally:
             backend.close()
-        return min(last[0], s.send_rate) if s.send_rate else last[0]
+        if not known:
+            return s.send_rate or SANDBOX_RATE
+        return min(known[0], s.send_rate) if s.send_rate else known[0]
 
     return read
