@@ -132,6 +132,9 @@ class _Handler(BaseHTTPRequestHandler):
             destinations = s.configuration_sets.get(rest[1])
             if destinations is None:
                 return self._error(404, "NotFoundException", f"{rest[1]} does not exist")
+            if len(rest) == 3 and method == "GET":
+                listed = [{"Name": n, **d} for n, d in destinations.items()]
+                return self._answer(200, {"EventDestinations": listed})
             if len(rest) == 3 and method == "POST":
                 name = body["EventDestinationName"]
                 if name in destinations:

@@ -158,6 +158,20 @@ def test_setup_run_again_changes_nothing_and_shows_what_is_pending(
     assert first.output != again.output
 
 
+def test_setup_run_again_without_the_topic_keeps_the_one_given_before(
+    formrelay: Callable[..., Result], fake_ses: FakeSESv2
+) -> None:
+    formrelay("ses", "setup", "--domain", "example.com", "--events-topic", TOPIC)
+
+    again = formrelay("ses", "setup", "--domain", "example.com")
+
+    assert f"Event destination exists: Bounce, Complaint and Delivery to {TOPIC}." in again.output
+    assert "no SNS topic" not in again.output
+    assert fake_ses.configuration_sets["formrelay"]["formrelay-sns"]["SnsDestination"] == {
+        "TopicArn": TOPIC
+    }
+
+
 def test_setup_without_a_topic_says_bounces_are_not_reported(
     formrelay: Callable[..., Result], fake_ses: FakeSESv2
 ) -> None:

@@ -267,6 +267,18 @@ def set_up_domain(
             )
             report.event_destination = "updated"
         report.events_topic = events_topic
+    else:  # said before: keep it, and do not report it missing
+        found = _call(
+            "GetConfigurationSetEventDestinations",
+            client.get_configuration_set_event_destinations,
+            ConfigurationSetName=configuration_set,
+        )
+        for d in found.get("EventDestinations") or []:
+            topic = (d.get("SnsDestination") or {}).get("TopicArn")
+            if topic and d.get("Enabled", True):
+                report.events_topic = str(topic)
+                report.event_destination = "exists"
+                break
     report.policy = iam_policy(
         region=region, account_id=account_id, domain=domain, configuration_set=configuration_set
     )
