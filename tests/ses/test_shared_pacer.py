@@ -65,7 +65,20 @@ def test_idle_time_is_not_saved_up_for_a_burst(
     worker.wait(stop)
     clock.now += 60
 
-    assert [worker.wait(stop), worker.wait(stop)] == pytest.approx([clock.now, clock.now + 0.1])
+    # Of a minute idle, one recipient's share (0.1 s at 10 a second) is kept, no more.
+    slots = [worker.wait(stop), worker.wait(stop), worker.wait(stop)]
+    assert slots == pytest.approx([clock.now - 0.1, clock.now, clock.now + 0.1])
+
+
+def test_a_slot_missed_by_a_hiccup_is_still_used(
+    app: Flask, clock: Clock, stop: threading.Event
+) -> None:
+    worker = pacer(app, clock)
+    base = clock.now
+    worker.wait(stop)
+    clock.now += 0.15  # the next slot was at +0.1: the worker is 0.05 s late
+
+    assert worker.wait(stop) == pytest.approx(base + 0.1)
 
 
 def test_a_worker_reserves_the_next_sends_of_its_batch_at_once(

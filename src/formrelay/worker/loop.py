@@ -151,6 +151,7 @@ class Worker:
 
     def _send_batch(self, session: Session, claims: list[Claim]) -> list[Outcome]:
         loaded = self._load(session, claims)
+        self.sender.prepare(loaded.values())
         outcomes: list[Outcome] = []
         # Recipients (To and Cc) of each send to come, for the pacer to reserve ahead.
         costs = {

@@ -56,7 +56,8 @@ class SharedPacer:
     A worker reserves `recipients / rate` seconds per send from that slot forward in one
     UPDATE ... RETURNING (a row lock on PostgreSQL, the write lock on SQLite) and waits for
     its own slot, so all workers together never exceed the rate, and idle time is not saved
-    up for a burst. To spare a commit per message it reserves for the next few sends of its
+    up for a burst (beyond one recipient's share: a slot missed by a scheduling hiccup
+    is still used). To spare a commit per message it reserves for the next few sends of its
     batch at once (`upcoming`, at most BLOCK_SECONDS of them) and spaces those itself; a
     reservation it falls more than BLOCK_SECONDS behind is dropped, not caught up. The rate
     comes from `rate_source` (FORMRELAY_SEND_RATE, or SES's MaxSendRate when lower), asked
@@ -149,7 +150,11 @@ class SharedPacer:
         """Move the shared slot forward by `cost` seconds; returns where this send's slot
         starts. With `hold`, the slot moves to at least now + cost for everyone."""
         now = self.wall_clock()
-        start = case((R.next_slot > now, R.next_slot), else_=now)
+        # A slot missed by less than one recipient's share (a worker late by a scheduling
+        # hiccup) is still used, so that the rate holds on a busy machine; more idle time
+        # than that is not saved up. SES itself allows short bursts above MaxSendRate.
+        earliest = now if hold else now - min(1.0 / self.rate, BLOCK_SECONDS)
+        start = case((R.next_slot > earliest, R.next_slot), else_=earliest)
         for _ in range(2):
             with self.session_factory() as session:
                 begin_write(session)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from email.message import Message
 from email.utils import formataddr, getaddresses
 
@@ -46,6 +47,15 @@ class Sender:
         except Exception as exc:  # a bug of ours: keep the row, say what happened, retry later
             log.exception("delivery %s: unexpected error", delivery.id)
             raise DeliveryFailed(f"internal error: {exc!r}", retryable=True) from exc
+
+    def prepare(self, deliveries: Iterable[Delivery]) -> None:
+        """Make the backends these deliveries need now, so that making one (an SES client
+        takes a good part of a second) does not delay a send past its paced slot. A
+        channel that cannot be made is left for send() to report."""
+        for name in {d.channel for d in deliveries}:
+            # UnknownChannel, or the backend's own error: send() reports it for the row.
+            with contextlib.suppress(Exception):
+                self._backend(get_channel(name).name)
 
     def _backend(self, channel: str) -> Backend:
         if channel not in self._backends:
