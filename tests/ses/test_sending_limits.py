@@ -219,6 +219,7 @@ def test_two_worker_processes_share_one_max_send_rate(
             p.wait(15)
     outputs = [log.read_text() for log in logs]
     assert all("sending at most 20 recipients a second" in o for o in outputs), outputs
+    assert all("SES_CONFIGURATION_SET is unset: SES reports no bounces" in o for o in outputs)
     assert all(": sent" in o for o in outputs), "both workers should have sent some"
 
     times = [t for t, _ in fake_ses.sent]

@@ -62,6 +62,11 @@ class Worker:
     def run(self) -> None:
         """Work until stop() (or SIGTERM, see install_signal_handlers)."""
         log.info("worker started (id %s, backend %s)", self.identity.id, self.settings.mail_backend)
+        if self.settings.mail_backend == "ses" and not self.settings.ses_configuration_set:
+            log.warning(
+                "SES_CONFIGURATION_SET is unset: SES reports no bounces or complaints to "
+                "formrelay, and nothing keeps the account's rates down (see docs/ses.md)"
+            )
         self.heartbeat.start()
         failures = 0  # polls failed in a row
         try:
