@@ -242,6 +242,9 @@ def rates(session: Session, *, now: datetime) -> Sequence[Rate]:
             Delivery.status == DeliveryStatus.SENT,
             Delivery.sent_at >= since,
             Delivery.provider_message_id.is_not(None),
+            # SES's own ids; SMTP and the console record the <Message-ID> (an account
+            # that moved to SES must not have its old SMTP mail dilute the rates).
+            Delivery.provider_message_id.not_like("<%"),
         )
     )
 
