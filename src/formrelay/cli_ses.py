@@ -182,6 +182,8 @@ def _print_setup(r: SetupReport, sender: str, settings: Settings) -> None:
         echo(f"   Set SES_CONFIGURATION_SET={r.configuration_set} so every message carries it.")
     if sender.rpartition("@")[2].rstrip(">").lower() != r.domain:
         echo(f"   Set MAIL_DEFAULT_SENDER to an address at {r.domain} (forms@{r.domain}).")
+    elif sender != settings.mail_default_sender:
+        echo(f"   Set MAIL_DEFAULT_SENDER={sender} to send as that address.")
     echo("")
     echo("5. IAM: give formrelay's IAM user or role this policy instead of AmazonSESFullAccess")
     echo("   (sending only as this domain, with this configuration set; reading the limits):")

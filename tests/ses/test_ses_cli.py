@@ -172,6 +172,18 @@ def test_setup_run_again_without_the_topic_keeps_the_one_given_before(
     }
 
 
+def test_setup_says_which_sender_to_set(
+    formrelay: Callable[..., Result], fake_ses: FakeSESv2
+) -> None:
+    given = formrelay("ses", "setup", "--domain", "example.com", "--from", "hello@example.com")
+    other = formrelay("ses", "setup", "--domain", "example.org")
+
+    assert "Set MAIL_DEFAULT_SENDER=hello@example.com to send as that address." in given.output
+    assert "Set MAIL_DEFAULT_SENDER to an address at example.org (forms@example.org)." in (
+        other.output
+    )
+
+
 def test_setup_without_a_topic_says_bounces_are_not_reported(
     formrelay: Callable[..., Result], fake_ses: FakeSESv2
 ) -> None:
