@@ -166,7 +166,7 @@ def _print_setup(r: SetupReport, sender: str, settings: Settings) -> None:
         echo(f"   {d.zone_line()}")
     echo("")
     if r.dmarc is not None:
-        echo(f"3. DMARC: {r.dmarc.why}:")
+        echo(f"3. {r.dmarc.why}:")
         echo(f"   {r.dmarc.zone_line()}")
         echo("")
     cs_state = "created" if r.configuration_set_created else "exists"
