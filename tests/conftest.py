@@ -74,7 +74,10 @@ class PostgresDatabases:
     each test."""
 
     name = "postgresql"
-    TABLES = "used_tokens, workers, deliveries, submissions, recipients, forms, users, roles"
+    TABLES = (
+        "used_tokens, workers, deliveries, submissions, recipients, forms, users, roles, "
+        "suppressions, ses_events, sns_messages, send_rates"
+    )
 
     def __init__(self, url: str, root: Path) -> None:
         self.url = normalize_database_url(url, root)

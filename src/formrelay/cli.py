@@ -800,3 +800,10 @@ def config_check(mail: bool) -> None:
         if not result.ok:
             raise click.ClickException(f"mail check failed ({result.backend}): {result.message}")
         click.echo(f"mail OK ({result.backend}): {result.message}")
+
+
+# -- Amazon SES and the suppression list (their own module; cli.py is long enough) -----------
+from .cli_ses import ses_group, suppress_group  # noqa: E402  (it uses the helpers above)
+
+cli.add_command(ses_group)
+cli.add_command(suppress_group)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -320,6 +321,83 @@ class UsedToken(Base):
     used_at: Mapped[timestamp]
 
 
+class SuppressionReason(enum.StrEnum):
+    BOUNCE = "bounce"  # a permanent bounce: the address does not exist or never accepts
+    COMPLAINT = "complaint"  # the recipient marked a message as spam
+    MANUAL = "manual"  # an admin or `formrelay suppress add` (an SMTP user's bounces)
+
+
+class Suppression(Base):
+    """An address formrelay sends nothing to any more: its deliveries end dead at once."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[intpk]
+    # Lower case: mailbox names are case-insensitive in practice, and SES reports them so.
+    address: Mapped[email_str] = mapped_column(unique=True)
+    reason: Mapped[str] = mapped_column(String(16))
+    # Where it came from: "ses" (an SNS event), "cli", "admin".
+    source: Mapped[str] = mapped_column(String(16))
+    # The bounce's diagnostic or the complaint's feedback type, for whoever removes it.
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[timestamp]
+
+
+class SESEvent(Base):
+    """One recipient's Bounce, Complaint or Delivery as SES reported it through SNS."""
+
+    __tablename__ = "ses_events"
+    __table_args__ = (Index("ix_ses_events_type_created", "event_type", "created_at"),)
+
+    id: Mapped[intpk]
+    # The SNS notification that carried it (one may report several recipients).
+    sns_message_id: Mapped[str] = mapped_column(String(100), index=True)
+    event_type: Mapped[str] = mapped_column(String(32))  # Bounce, Complaint, Delivery
+    bounce_type: Mapped[str | None] = mapped_column(String(32))  # Permanent, Transient, ...
+    sub_type: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[email_str]
+    detail: Mapped[str | None] = mapped_column(Text)
+    ses_message_id: Mapped[str | None] = mapped_column(String(255))
+    # Found through the message's tags (or its Message-ID); None for mail formrelay did not
+    # send or whose delivery was deleted since.
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
+    )
+    form_id: Mapped[int | None] = mapped_column(ForeignKey("forms.id", ondelete="SET NULL"))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[timestamp]
+
+
+class SNSMessage(Base):
+    """An SNS message already handled: a retry or a replay is answered without acting twice."""
+
+    __tablename__ = "sns_messages"
+    # Pruned once older than any message /hooks/ses still accepts (services.sns.MAX_AGE).
+    __table_args__ = (Index("ix_sns_messages_received_at", "received_at"),)
+
+    message_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    message_type: Mapped[str] = mapped_column(String(40))
+    topic_arn: Mapped[str] = mapped_column(String(300))
+    received_at: Mapped[timestamp]
+
+
+class SendRate(Base):
+    """A send-rate bucket shared by every worker process: the next free sending slot.
+
+    A worker reserves slots (one per recipient) by moving `next_slot` forward in one
+    statement, then waits for its slot; all workers on all machines together stay at
+    `rate` per second.
+    """
+
+    __tablename__ = "send_rates"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Seconds since the epoch (wall clock, comparable across machines).
+    next_slot: Mapped[float] = mapped_column(Float, default=0.0)
+    rate: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[timestamp] = mapped_column(onupdate=utcnow)
+
+
 def all_models() -> list[type[Any]]:
     return [
         Role,
@@ -331,4 +409,8 @@ def all_models() -> list[type[Any]]:
         Delivery,
         WorkerHeartbeat,
         UsedToken,
+        Suppression,
+        SESEvent,
+        SNSMessage,
+        SendRate,
     ]

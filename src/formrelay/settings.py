@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Mapping
@@ -63,6 +64,14 @@ class Settings:
     aws_secret_access_key: str = field(default="", repr=False)
     aws_endpoint_url: str = ""
     ses_configuration_set: str = ""
+    # SNS topics whose notifications POST /hooks/ses accepts (comma-separated ARNs).
+    sns_topic_arns: str = ""
+    sns_username: str = ""
+    sns_password: str = field(default="", repr=False)
+    # How often a worker asks SES for its MaxSendRate again.
+    ses_rate_refresh_seconds: float = 300.0
+    # A send SES refused for the daily quota waits this long before it is tried again.
+    ses_quota_retry_seconds: float = 1800.0
 
     trusted_proxies: int = 0
 
@@ -88,6 +97,11 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def sns_topics(self) -> frozenset[str]:
+        """The allowed SNS topic ARNs (FORMRELAY_SNS_TOPIC_ARNS, split)."""
+        return frozenset(a for a in self.sns_topic_arns.replace(",", " ").split() if a)
 
     def serving_at(self, host: str, port: int) -> Settings:
         """These settings for a server listening on `host`:`port`: unless FORMRELAY_BASE_URL
@@ -144,6 +158,11 @@ FIELD_TO_VAR = {
     "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
     "aws_endpoint_url": "AWS_ENDPOINT_URL",
     "ses_configuration_set": "SES_CONFIGURATION_SET",
+    "sns_topic_arns": "FORMRELAY_SNS_TOPIC_ARNS",
+    "sns_username": "FORMRELAY_SNS_USERNAME",
+    "sns_password": "FORMRELAY_SNS_PASSWORD",
+    "ses_rate_refresh_seconds": "FORMRELAY_SES_RATE_REFRESH_SECONDS",
+    "ses_quota_retry_seconds": "FORMRELAY_SES_QUOTA_RETRY_SECONDS",
     "trusted_proxies": "FORMRELAY_TRUSTED_PROXIES",
     "max_body_bytes": "FORMRELAY_MAX_BODY_BYTES",
     "max_fields": "FORMRELAY_MAX_FIELDS",
@@ -165,7 +184,7 @@ ALIASES = {
     "AWS_SECRET_ACCESS_KEY": ("AWS_SECRET_KEY",),
     "AWS_REGION": ("AWS_DEFAULT_REGION",),
 }
-SECRET_FIELDS = {"secret_key", "mail_password", "aws_secret_access_key"}
+SECRET_FIELDS = {"secret_key", "mail_password", "aws_secret_access_key", "sns_password"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -309,6 +328,15 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
             "FORMRELAY_LEASE_SECONDS must be at least twice "
             f"FORMRELAY_WORKER_HEARTBEAT_SECONDS ({s.worker_heartbeat_seconds:g})"
         )
+    if bool(s.sns_username) != bool(s.sns_password):
+        raise ConfigError(
+            "FORMRELAY_SNS_USERNAME and FORMRELAY_SNS_PASSWORD go together: set both or neither"
+        )
+    for arn in sorted(s.sns_topics):
+        if not re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}", arn):
+            raise ConfigError(f"FORMRELAY_SNS_TOPIC_ARNS must list SNS topic ARNs, not {arn!r}")
+    if s.ses_rate_refresh_seconds < 1:
+        raise ConfigError("FORMRELAY_SES_RATE_REFRESH_SECONDS must be at least 1")
     if s.mail_timeout <= 0:  # smtplib takes 0 for a non-blocking socket: every send would fail
         raise ConfigError("FORMRELAY_MAIL_TIMEOUT must be more than 0")
     return dataclasses.replace(s, **changes)  # type: ignore[arg-type]

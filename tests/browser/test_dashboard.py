@@ -15,6 +15,7 @@ from flask import Flask
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from formrelay.extensions import db
+from formrelay.services.suppressions import suppress
 from formrelay.worker import make_worker
 
 from ..factories import PASSWORD, make_form, make_submission, make_user
@@ -199,6 +200,13 @@ def test_the_main_pages_fit_a_360_px_screen(
     submission = make_submission(
         db.session, form, fields=[("email", "bob@example.net"), ("message", "word " * 80)]
     )
+    suppress(
+        db.session(),
+        "a-rather-long-address-that-bounced@example.net",
+        reason="bounce",
+        source="ses",
+        detail="smtp; 550 5.1.1 <a-rather-long-address-that-bounced@example.net>... unknown",
+    )
     db.session.commit()
     page = phone.new_page()
     log_in(page, formrelay.url)
@@ -210,6 +218,7 @@ def test_the_main_pages_fit_a_360_px_screen(
         "setup": f"/forms/{form.key}/setup",
         "account": "/account",
         "admin": "/admin",
+        "suppressions": "/admin/suppressions",
     }
     for name, path in pages.items():
         response = page.goto(formrelay.url + path)

@@ -35,6 +35,20 @@ class DeliveryFailed(Exception):
         self.retryable = retryable
 
 
+class DeliveryDeferred(DeliveryFailed):
+    """The provider refused for now (a send-rate or daily-quota limit), not the message.
+
+    Not counted as an attempt, so never the reason a delivery ends dead: it is due again
+    after `retry_after` seconds. `pause_all` asks every worker to hold its sends for that
+    many seconds (the account's rate was exceeded, not this message's).
+    """
+
+    def __init__(self, message: str, *, retry_after: float, pause_all: float = 0.0) -> None:
+        super().__init__(message, retryable=True)
+        self.retry_after = retry_after
+        self.pause_all = pause_all
+
+
 class UnknownChannel(DeliveryFailed):
     """No channel (or no backend of it) is registered under the name a row or setting gives."""
 
@@ -68,6 +82,13 @@ class CheckResult:
     backend: str
     ok: bool
     message: str
+
+
+@runtime_checkable
+class TaggingBackend(Backend, Protocol):
+    def send_tagged(self, message: Outgoing, tags: dict[str, str]) -> SendResult:
+        """Send with tags the provider reports back with its events (SES message tags)."""
+        ...
 
 
 BackendFactory = Callable[["Settings"], Backend]

@@ -94,3 +94,9 @@ class RoleInput(FlaskForm):
     """The role a "Make admin" / "Make member" button sets."""
 
     role = HiddenField(validators=[AnyOf(["admin", "member"], message="Choose admin or member.")])
+
+
+class SuppressionInput(FlaskForm):
+    address = EmailField("Address", validators=[DataRequired(), Length(max=320)])
+    detail = StringField("Note", validators=[Length(max=500)])
+    submit = SubmitField("Suppress")

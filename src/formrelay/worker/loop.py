@@ -17,13 +17,14 @@ from types import FrameType
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from ..delivery import DeliveryFailed, create_backend
-from ..models import Delivery, Submission, utcnow
+from ..delivery import DeliveryDeferred, DeliveryFailed, create_backend
+from ..models import Delivery, Submission, Suppression, utcnow
+from ..services.suppressions import canonical, suppressed_among, suppressed_reason
 from ..settings import Settings
 from .claims import Claim, D, claim_due_deliveries, release
 from .heartbeat import Heartbeat, WorkerIdentity
 from .outcomes import Outcome, decide, one_line, record_while_leased
-from .pacing import Pacer
+from .pacing import SharedPacer
 from .sending import BackendFactory, Sender
 
 log = logging.getLogger("formrelay.worker")
@@ -47,7 +48,13 @@ class Worker:
         self.identity = identity or WorkerIdentity(started_at=clock())
         self.heartbeat = Heartbeat(session_factory, settings, self.identity, clock)
         self.sender = Sender(settings, backend_factory)
-        self.pacer = Pacer(settings.send_rate)
+        self.pacer = SharedPacer(
+            session_factory,
+            rate_source(settings),
+            refresh_seconds=settings.ses_rate_refresh_seconds,
+        )
+        # Suppressed addresses among the batch in hand, by canonical address.
+        self._suppressed: dict[str, Suppression] = {}
         self.stop_event = threading.Event()
         self.wake_event = threading.Event()
 
@@ -55,6 +62,11 @@ class Worker:
     def run(self) -> None:
         """Work until stop() (or SIGTERM, see install_signal_handlers)."""
         log.info("worker started (id %s, backend %s)", self.identity.id, self.settings.mail_backend)
+        if self.settings.mail_backend == "ses" and not self.settings.ses_configuration_set:
+            log.warning(
+                "SES_CONFIGURATION_SET is unset: SES reports no bounces or complaints to "
+                "formrelay, and nothing keeps the account's rates down (see docs/ses.md)"
+            )
         self.heartbeat.start()
         failures = 0  # polls failed in a row
         try:
@@ -144,15 +156,26 @@ class Worker:
 
     def _send_batch(self, session: Session, claims: list[Claim]) -> list[Outcome]:
         loaded = self._load(session, claims)
+        self.sender.prepare(loaded.values())
         outcomes: list[Outcome] = []
+        # Recipients (To and Cc) of each send to come, for the pacer to reserve ahead.
+        costs = {
+            c.delivery_id: 1 + len(d.cc or ())
+            for c in claims
+            if (d := loaded.get(c.delivery_id)) is not None and not self._suppressed_target(d)
+        }
         for index, claim in enumerate(claims):
-            self.pacer.wait(self.stop_event)
+            delivery = loaded.get(claim.delivery_id)
+            if claim.delivery_id in costs:
+                upcoming = [
+                    costs[c.delivery_id] for c in claims[index + 1 :] if c.delivery_id in costs
+                ]
+                self.pacer.wait(self.stop_event, costs[claim.delivery_id], upcoming)
             # Past the claim's safe window (no beat confirmed lately) another worker may
             # already hold the row: sending would deliver the message twice.
             if self.stop_event.is_set() or self.clock() >= self.heartbeat.valid_until:
                 release(session, claims[index:], now=self.clock())
                 break
-            delivery = loaded.get(claim.delivery_id)
             if delivery is not None:  # None: deleted with its submission meanwhile
                 outcomes.append(self._deliver(session, delivery, claim))
             self.heartbeat.holding = tuple(c.delivery_id for c in claims[index + 1 :])
@@ -170,25 +193,38 @@ class Worker:
                 .options(selectinload(Delivery.submission).selectinload(Submission.form))
             )
         }
+        # One query for the whole batch: which targets and Cc addresses are suppressed.
+        self._suppressed = suppressed_among(
+            session, [a for d in loaded.values() for a in (d.target, *(d.cc or ()))]
+        )
         session.commit()
         return loaded
 
     def _batch_size(self) -> int:
         """The batch, kept small enough to be sent well within its lease at the send rate."""
-        rate = self.settings.send_rate
+        rate = self.pacer.rate
         if not rate:
             return self.settings.worker_batch_size
         return max(
             1, min(self.settings.worker_batch_size, int(rate * self.settings.lease_seconds / 2))
         )
 
+    def _suppressed_target(self, delivery: Delivery) -> Suppression | None:
+        return self._suppressed.get(canonical(delivery.target))
+
     def _deliver(self, session: Session, delivery: Delivery, claim: Claim) -> Outcome:
         error: DeliveryFailed | None = None
         provider_id = None
-        try:
-            provider_id = self.sender.send(delivery)
-        except DeliveryFailed as exc:
-            error = exc
+        suppressed = self._suppressed_target(delivery)
+        if suppressed is not None:  # dead at once, nothing sent
+            error = DeliveryFailed(suppressed_reason(suppressed), retryable=False)
+        else:
+            try:
+                provider_id = self.sender.send(delivery, skip=frozenset(self._suppressed))
+            except DeliveryFailed as exc:
+                error = exc
+            if isinstance(error, DeliveryDeferred) and error.pause_all:
+                self.pacer.pause(error.pause_all)
         params = decide(claim, error, provider_id, self.settings, self.clock())
         return record_while_leased(
             session,
@@ -196,3 +232,13 @@ class Worker:
             seconds_left=(self.heartbeat.lease_until - self.clock()).total_seconds(),
             stop=self.stop_event,
         )
+
+
+def rate_source(settings: Settings) -> Callable[[], float]:
+    """Where the workers' shared rate comes from: SES's MaxSendRate (capped by
+    FORMRELAY_SEND_RATE when set) for SES, else FORMRELAY_SEND_RATE (0: no limit)."""
+    if settings.mail_backend == "ses":
+        from ..delivery.ses import send_rate_source  # boto3 only where SES is used
+
+        return send_rate_source(settings)
+    return lambda: settings.send_rate

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, func, update
 from sqlalchemy.orm import Session
 
 from ..db import DATABASE_AWAY, begin_write
-from ..delivery import DeliveryFailed
+from ..delivery import DeliveryDeferred, DeliveryFailed
 from ..settings import Settings
 from .claims import DELIVERIES, Claim, D, S
 
@@ -37,6 +37,8 @@ _RECORD = (
         sent_at=bindparam("b_sent_at"),
         provider_message_id=bindparam("b_provider_id"),
         last_error=bindparam("b_error"),
+        # A deferral (SES's rate or quota) hands its attempt back: it never counts.
+        attempts=D.attempts - bindparam("b_refund"),
         # A new time only for a retry; sent and dead rows keep theirs.
         next_attempt_at=func.coalesce(
             bindparam("b_next", type_=D.next_attempt_at.type), D.next_attempt_at
@@ -86,8 +88,16 @@ def decide(
         "b_provider_id": None,
         "b_error": None,
         "b_next": None,
+        "b_refund": 0,
     }
-    if error is None:
+    if isinstance(error, DeliveryDeferred):
+        params.update(
+            b_status=S.FAILED,
+            b_next=now + timedelta(seconds=error.retry_after),
+            b_error=str(error)[:4000],
+            b_refund=1,
+        )
+    elif error is None:
         params.update(b_status=S.SENT, b_sent_at=now, b_provider_id=provider_id)
     elif error.retryable and claim.attempts < settings.max_attempts:
         delay = retry_delay(claim.attempts, settings)

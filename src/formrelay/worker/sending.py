@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from email.message import Message
+from email.utils import formataddr, getaddresses
 
-from ..delivery import Backend, DeliveryFailed, create_backend, get_channel
+from ..delivery import Backend, DeliveryFailed, TaggingBackend, create_backend, get_channel
 from ..models import Delivery
+from ..services.suppressions import canonical
 from ..settings import Settings
 
 log = logging.getLogger("formrelay.worker")
@@ -26,17 +30,32 @@ class Sender:
         self.backend_factory = backend_factory
         self._backends: dict[str, Backend] = {}
 
-    def send(self, delivery: Delivery) -> str | None:
-        """Send one delivery; returns the provider's message id. Raises DeliveryFailed."""
+    def send(self, delivery: Delivery, skip: frozenset[str] = frozenset()) -> str | None:
+        """Send one delivery, leaving out the Cc addresses in `skip` (suppressed, in
+        canonical form); returns the provider's message id. Raises DeliveryFailed."""
         try:
             channel = get_channel(delivery.channel)  # UnknownChannel: dead, and says why
             message = channel.compose(delivery, self.settings)
-            return self._backend(channel.name).send(message).provider_message_id
+            if skip and isinstance(message, Message):
+                _drop_cc(message, skip)
+            backend = self._backend(channel.name)
+            if isinstance(backend, TaggingBackend):
+                return backend.send_tagged(message, delivery_tags(delivery)).provider_message_id
+            return backend.send(message).provider_message_id
         except DeliveryFailed:
             raise
         except Exception as exc:  # a bug of ours: keep the row, say what happened, retry later
             log.exception("delivery %s: unexpected error", delivery.id)
             raise DeliveryFailed(f"internal error: {exc!r}", retryable=True) from exc
+
+    def prepare(self, deliveries: Iterable[Delivery]) -> None:
+        """Make the backends these deliveries need now, so that making one (an SES client
+        takes a good part of a second) does not delay a send past its paced slot. A
+        channel that cannot be made is left for send() to report."""
+        for name in {d.channel for d in deliveries}:
+            # UnknownChannel, or the backend's own error: send() reports it for the row.
+            with contextlib.suppress(Exception):
+                self._backend(get_channel(name).name)
 
     def _backend(self, channel: str) -> Backend:
         if channel not in self._backends:
@@ -51,3 +70,20 @@ class Sender:
                 backend.close()
             except Exception:
                 log.exception("closing the %s backend failed", channel)
+
+
+def delivery_tags(delivery: Delivery) -> dict[str, str]:
+    """The tags a provider reports back with its events: which delivery, which form."""
+    tags = {"formrelay-delivery": str(delivery.id)}
+    if delivery.submission is not None:
+        tags["formrelay-form"] = str(delivery.submission.form_id)
+    return tags
+
+
+def _drop_cc(message: Message, skip: frozenset[str]) -> None:
+    if message["Cc"] is None:
+        return
+    kept = [(n, a) for n, a in getaddresses([str(message["Cc"])]) if canonical(a) not in skip]
+    del message["Cc"]
+    if kept:
+        message["Cc"] = ", ".join(formataddr(pair) for pair in kept)

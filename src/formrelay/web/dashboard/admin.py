@@ -15,15 +15,18 @@ from typing import cast
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from ...db import begin_write
 from ...delivery import CheckResult, check_backend
 from ...extensions import db
 from ...models import User, utcnow
-from ...services import accounts, admin, forms, permissions
+from ...services import accounts, admin, forms, permissions, suppressions
 from ...services.errors import Conflict, DomainError
 from ...settings import get_settings
-from ..inputs import ConfirmInput, InviteInput, RoleInput
+from ..inputs import ConfirmInput, InviteInput, RoleInput, SuppressionInput
+from ..ses_info import ses_info
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -68,9 +71,20 @@ def _status_page(check: CheckResult | None = None) -> Page:
         db.session(), _actor(), now=utcnow(), grace_seconds=settings.worker_grace_seconds
     )
     age = status.outbox.oldest_due_age(status.now)
+    info = ses_info()
+    ses = None
+    if info is not None:
+        from ...services.ses_status import ses_overview  # boto3 only where SES is used
+
+        ses = ses_overview(
+            db.session(), settings, info.client, now=status.now, checker=info.checker
+        )
     return render_template(
         "dashboard/admin.html",
         status=status,
+        ses=ses,
+        suppressed=suppressions.list_suppressions(db.session(), actor=_actor(), limit=5),
+        suppressed_total=suppressions.count_suppressions(db.session()),
         oldest_wait=_duration(age) if age is not None else None,
         mail_backend=settings.mail_backend,
         mail_target=_mail_target(),
@@ -244,3 +258,64 @@ def _set_form_enabled(key: str, enabled: bool) -> Page:
     else:
         flash(f"{form.name} ({form.key}) is disabled: it refuses submissions.", "success")
     return redirect(url_for("admin.all_forms"), 303)
+
+
+# -- the suppression list ------------------------------------------------------------------------
+def _writer() -> Session:
+    """The request's session as a writer from the start: signing in read the user already,
+    and on SQLite a reading transaction could be refused the write (see db.begin_write)."""
+    session = db.session()
+    session.commit()
+    begin_write(session)
+    return session
+
+
+@bp.get("/suppressions")
+def suppressions_page() -> Page:
+    return _suppressions_page(SuppressionInput())
+
+
+def _suppressions_page(input: SuppressionInput, status: int = 200) -> Page:
+    rows = suppressions.list_suppressions(db.session(), actor=_actor())
+    html = render_template("dashboard/admin_suppressions.html", rows=rows, input=input)
+    return html, status
+
+
+@bp.post("/suppressions")
+def add_suppression() -> Page:
+    input = SuppressionInput()
+    if not input.validate_on_submit():
+        return _suppressions_page(input, 400)
+    session = _writer()
+    try:
+        entry, ended = suppressions.suppress(
+            session,
+            input.address.data or "",
+            reason="manual",
+            source="admin",
+            detail=input.detail.data or None,
+            actor=_actor(),
+        )
+    except DomainError as exc:
+        db.session.rollback()
+        input.address.errors = [exc.message]
+        return _suppressions_page(input, _status_of(exc))
+    db.session.commit()
+    noun = "delivery" if ended == 1 else "deliveries"
+    flash(
+        f"{entry.address} is suppressed: nothing more is sent to it"
+        + (f" ({ended} waiting {noun} ended)." if ended else "."),
+        "success",
+    )
+    return redirect(url_for("admin.suppressions_page"), 303)
+
+
+@bp.post("/suppressions/<int:suppression_id>/remove")
+def remove_suppression(suppression_id: int) -> Page:
+    session = _writer()
+    entry = suppressions.load_suppression(session, _actor(), suppression_id)
+    address = entry.address
+    suppressions.unsuppress(session, address, actor=_actor())
+    db.session.commit()
+    flash(f"{address} is off the suppression list: mail reaches it again.", "success")
+    return redirect(url_for("admin.suppressions_page"), 303)

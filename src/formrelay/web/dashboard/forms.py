@@ -13,12 +13,13 @@ from werkzeug.wrappers import Response
 
 from ...extensions import db, limiter
 from ...models import Form
-from ...services import forms, permissions, stats
+from ...services import forms, permissions, stats, suppressions
 from ...services.errors import Conflict, InvalidInput
 from ...services.submissions import SPECIAL_FIELDS
 from ...settings import get_settings
 from ..auth import safe_next
 from ..inputs import FormSettingsInput, NewFormInput, RecipientInput
+from ..ses_info import SANDBOX_ADVICE, ses_info
 
 bp = Blueprint("forms", __name__)
 
@@ -246,12 +247,21 @@ def _set_enabled(key: str, enabled: bool) -> Response:
 
 
 def _settings_page(form: Form, input: FormSettingsInput, recipient_input: RecipientInput) -> str:
+    addresses = [r.email for r in form.recipients]
+    info = ses_info()
     return render_template(
         "dashboard/form_settings.html",
         form=form,
         input=input,
         recipient_input=recipient_input,
         endpoint=endpoint_url(form),
+        suppressed={
+            a: suppressions.suppressed_reason(s)
+            for a, s in suppressions.suppressed_among(db.session(), addresses).items()
+        },
+        canonical=suppressions.canonical,
+        sandboxed=info.unreachable_in_sandbox(addresses) if info else set(),
+        sandbox_advice=SANDBOX_ADVICE,
     )
 
 

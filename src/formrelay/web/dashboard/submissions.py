@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from ...db import begin_write
 from ...extensions import db
 from ...models import Form
-from ...services import exports, inbox, permissions
+from ...services import exports, inbox, permissions, ses_events
 from ...services.errors import InvalidInput
 from ...services.inbox import DELIVERY_STATES
 from ..templating import viewer_zone
@@ -81,8 +81,13 @@ def _filters() -> dict[str, str]:
 @login_required
 def detail(submission_id: int) -> str:
     submission = permissions.load_submission(db.session(), current_user, submission_id)
+    reported = ses_events.events_by_delivery(db.session(), [d.id for d in submission.deliveries])
     return render_template(
-        "dashboard/submission.html", submission=submission, retryable=DELIVERY_STATES
+        "dashboard/submission.html",
+        submission=submission,
+        retryable=DELIVERY_STATES,
+        reported=reported,
+        describe_event=ses_events.describe_event,
     )
 
 
