@@ -128,9 +128,7 @@ def page(
     index range from its cursor, as fast 500 pages deep as on the first."""
     key = tuple_(Submission.created_at, Submission.id)
     match = search.narrowed(session, f.q)
-    query = _where(select(Submission), actor, f, match).options(
-        selectinload(Submission.deliveries)
-    )
+    query = _where(select(Submission), actor, f, match).options(selectinload(Submission.deliveries))
     if f.form is None:
         # One form's page has its form in the session already: each row's `form` is found
         # there without a query of its own.

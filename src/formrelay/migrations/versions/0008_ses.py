@@ -6,7 +6,7 @@ suppressed from its first permanent bounce or complaint reported after this revi
 serves SQLite and PostgreSQL.
 
 Revision ID: 0008_ses
-Revises: 0005
+Revises: 0011
 Create Date: 2026-12-01 13:50:00
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_ses"
-down_revision = "0005"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
