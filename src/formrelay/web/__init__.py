@@ -47,7 +47,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     }
     cors.init_app(app, resources={r"/f/*": public_cors, r"/p/*": public_cors})
 
-    from . import auth, errors, health, main, public, security, templating
+    from . import auth, errors, health, main, public, screening, security, templating
     from .dashboard import admin, forms, submissions
     from .dashboard import exports as dashboard_exports
 
@@ -56,6 +56,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     csrf.init_app(app)
     _init_login(app)
     _init_limiter(app, settings)
+    screening.init_app(app, settings)
 
     app.register_blueprint(health.bp)
     app.register_blueprint(main.bp)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask_limiter import RateLimitExceeded
 from flask_login import current_user
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -23,6 +24,9 @@ STATUS_BY_CODE = {
     "FORM_NOT_FOUND": 404,
     "NOT_FOUND": 404,
     "INACTIVE": 403,
+    "ORIGIN_NOT_ALLOWED": 403,
+    "RATE_LIMITED": 429,
+    "CAPTCHA_UNAVAILABLE": 503,
     "BLOCKED": 403,
     "CONFLICT": 409,
     "TOKEN_INVALID": 400,
@@ -130,7 +134,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError) -> Response:
         _rollback()
-        return error_response(STATUS_BY_CODE.get(exc.code, 400), exc.message, exc.errors)
+        response = error_response(STATUS_BY_CODE.get(exc.code, 400), exc.message, exc.errors)
+        if response.status_code == 503:  # a provider away (CAPTCHA): nothing was stored
+            response.headers["Retry-After"] = "30"
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
@@ -143,6 +150,18 @@ def register(app: Flask) -> None:
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             # The router lists them in a set's order; OPTIONS and views list them sorted.
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return response
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(exc: RateLimitExceeded) -> Response:
+        # Flask-Limiter adds Retry-After (and the X-RateLimit headers) after the request.
+        if request.blueprint != "public":
+            return http_error(exc)
+        message = "Too many submissions from your address: wait a little, then send again."
+        response = error_response(429, message, [FieldError("RATE_LIMITED", message)])
+        for name, value in exc.get_headers(request.environ):
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers.add(name, value)
         return response
 
     @app.errorhandler(StorageUnavailable)

@@ -29,9 +29,14 @@ SPECIAL_FIELD_HELP = {
     "_next": "Where the visitor goes after submitting: an http(s) URL, or a path resolved "
     "against the page the form is on. Overrides the form's default redirect.",
     "_subject": "The subject of the notification, instead of the form's own.",
-    "_cc": "Up to 5 addresses, comma-separated, that get a copy of the notification.",
+    "_cc": "Up to 5 addresses, comma-separated, that get a copy of the notification. "
+    "Only when the form allows it (Spam and abuse settings): otherwise refused with "
+    "CC_NOT_ALLOWED, so that nobody can use the form to mail others.",
     "_gotcha": "The honeypot: keep it hidden. A bot that fills it gets a normal answer, "
-    "and the submission is stored as spam and sends nothing.",
+    "and the submission is stored as spam and sends nothing. The form can name another "
+    "field as its honeypot too.",
+    "_formrelay": "Added by formrelay.js: the signed time the page was loaded, for the "
+    "form's minimum time before submitting. Never shown as data.",
     "_language": "Accepted for Formspree compatibility and ignored; never shown as data.",
     "_template": "Accepted for Formspree compatibility and ignored; never shown as data.",
     "_format": "Accepted for Formspree compatibility and ignored; never shown as data.",
