@@ -296,6 +296,12 @@ class Stack:
             "MAIL_PORT": str(mail.port),
             "MAIL_DEFAULT_SENDER": "formrelay@example.com",
             "FORMRELAY_WORKER_POLL_SECONDS": "0.2",
+            # The load generator is one address: no per-address limits or hourly ceilings
+            # (the spam scenario sets its form's own limit, in Redis).
+            "FORMRELAY_RATE_LIMIT": "100000000/minute",
+            "FORMRELAY_RATE_LIMIT_GLOBAL": "100000000/minute",
+            "FORMRELAY_NOTIFY_LIMIT_PER_FORM": "0",
+            "FORMRELAY_NOTIFY_LIMIT_GLOBAL": "0",
             "PORT": str(self.port),
             **(extra or {}),
         }
