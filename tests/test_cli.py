@@ -837,5 +837,5 @@ def test_a_key_starting_with_a_dash_is_given_after_a_double_dash(formrelay):
     db.session.commit()
     assert (
         formrelay("form", "show", "--", form.key).output.splitlines()[1]
-        == f"Key          {form.key}"
+        == f"Key             {form.key}"
     )
