@@ -455,8 +455,11 @@ def parse_rate_limit(text: str) -> str | None:
 
 
 def parse_honeypot(text: str) -> str:
+    from .submissions import EMAIL_FIELD, SPECIAL_FIELDS
+
     name = text.strip() or DEFAULT_HONEYPOT
-    if len(name) > 64 or not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+", name):
+    taken = (name in SPECIAL_FIELDS and name != DEFAULT_HONEYPOT) or name.lower() == EMAIL_FIELD
+    if taken or len(name) > 64 or not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+", name):
         raise InvalidInput(
             f"{text!r} cannot be a honeypot field name: use letters, digits, _ . - [ ] "
             "(at most 64)."
