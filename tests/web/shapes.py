@@ -42,9 +42,11 @@ def assert_refused(
     code: str,
     message: str,
     field: str | None = None,
+    html_data: dict[str, Any] | None = None,
     **headers: str,
 ) -> None:
-    """Both shapes refuse `data` with this status, code and message; nothing is stored."""
+    """Both shapes refuse `data` (the browser `html_data` when given: a CAPTCHA token is
+    good once) with this status, code and message; nothing is stored."""
     before = len(stored())
     r = post_json(client, key, data, **headers)
     error = {"code": code, "message": message} | ({"field": field} if field else {})
@@ -52,7 +54,7 @@ def assert_refused(
         status,
         {"ok": False, "error": message, "errors": [error]},
     )
-    r = post_html(client, key, data, **headers)
+    r = post_html(client, key, html_data or data, **headers)
     assert (r.status_code, r.mimetype) == (status, "text/html")
     assert "<h1>The form could not be sent</h1>" in r.text
     assert f'<p class="error">{escape(message)}</p>' in r.text
@@ -60,14 +62,18 @@ def assert_refused(
 
 
 def assert_accepted(
-    client: FlaskClient, key: str, data: dict[str, Any], **headers: str
+    client: FlaskClient,
+    key: str,
+    data: dict[str, Any],
+    html_data: dict[str, Any] | None = None,
+    **headers: str,
 ) -> list[Submission]:
     """Both shapes answer success (JSON ok, browser 303); returns the two stored."""
     before = len(stored())
     r = post_json(client, key, data, **headers)
     assert r.status_code == 200, r.json
     assert r.json is not None and r.json["ok"] is True
-    r = post_html(client, key, data, **headers)
+    r = post_html(client, key, html_data or data, **headers)
     assert r.status_code == 303, r.text
     return stored()[before:]
 
