@@ -181,6 +181,7 @@ def store_submissions(
         index=search_index,
     )
     deliveries: list[dict[str, object]] = []
+    notices: list[dict[str, object]] = []  # to owners whose forms are over a ceiling
     hour = int(time.time() // HOUR)
     budgets: dict[int, tuple[int, str]] = {}
     if ceilings is not None:
@@ -213,10 +214,12 @@ def store_submissions(
                         last_error=f"Held, not sent: over {held}. Retry to send it.",
                     )
                 if ceilings.first_notice(form, hour):
-                    deliveries.append(_over_the_limit_notice(form, held, hour))
+                    notices.append(_over_the_limit_notice(form, held, hour))
             deliveries.extend(rows)
     if deliveries:
         connection.execute(_INSERT_DELIVERIES, deliveries)
+    if notices:
+        connection.execute(_INSERT_DELIVERIES, notices)
     return results
 
 
@@ -306,6 +309,8 @@ def _delivery_row(submission_id: int | None, target: str, cc: list[str]) -> dict
         "next_attempt_at": now,
         "created_at": now,
         "updated_at": now,
+        # Every row of one executemany has the same keys: held ones carry their reason.
+        "last_error": None,
     }
 
 
