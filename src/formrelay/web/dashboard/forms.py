@@ -13,12 +13,12 @@ from werkzeug.wrappers import Response
 
 from ...extensions import db
 from ...models import Form
-from ...services import forms, permissions, stats
+from ...services import forms, permissions, spam, stats
 from ...services.errors import Conflict, InvalidInput
 from ...services.submissions import SPECIAL_FIELDS
 from ...settings import get_settings
 from ..auth import safe_next
-from ..inputs import FormSettingsInput, NewFormInput, RecipientInput
+from ..inputs import FormSettingsInput, NewFormInput, RecipientInput, SpamSettingsInput
 
 bp = Blueprint("forms", __name__)
 
@@ -115,6 +115,53 @@ def settings(key: str) -> str | Response | tuple[str, int]:
             return redirect(url_for("forms.settings", key=form.key))
     status = 200 if request.method == "GET" else 400
     return _settings_page(form, input, RecipientInput(formdata=None)), status
+
+
+@bp.post("/forms/<key>/spam")
+@login_required
+def spam_settings(key: str) -> str | Response | tuple[str, int]:
+    session = db.session()
+    form = permissions.load_form(session, current_user, key)
+    input = SpamSettingsInput()
+    if input.validate_on_submit():
+        provider = input.captcha_provider.data or "off"
+        changes = spam.SpamChanges(
+            allowed_domains=input.allowed_domains.data or "",
+            allow_headerless=bool(input.allow_headerless.data),
+            rate_limit=input.rate_limit.data or "",
+            captcha_provider=provider,
+            # Blank keeps the secret there is (it is never shown back).
+            captcha_secret=input.captcha_secret.data or None,
+            captcha_threshold=input.captcha_threshold.data,
+            captcha_action=input.captcha_action.data or "",
+            captcha_fail_open=input.captcha_fail.data != "closed",
+            allow_cc=bool(input.allow_cc.data),
+            honeypot=input.honeypot.data or "",
+            max_links=-1 if input.max_links.data is None else input.max_links.data,
+            blocked_words=input.blocked_words.data or "",
+            blocked_senders=input.blocked_senders.data or "",
+            blocked_addresses=input.blocked_addresses.data or "",
+            min_seconds=input.min_seconds.data or 0,
+            akismet=bool(input.akismet.data),
+            notify_limit=-1 if input.notify_limit.data is None else input.notify_limit.data,
+        )
+        try:
+            changed = spam.update_spam_settings(session, form, changes)
+        except InvalidInput as exc:
+            session.rollback()
+            form = permissions.load_form(session, current_user, key)
+            input.form_errors.append(exc.message)
+        else:
+            session.commit()
+            spam.forget_policy(form.key)
+            flash("Spam settings saved." if changed else "Nothing changed.", "success")
+            return redirect(url_for("forms.settings", key=form.key) + "#spam")
+    return (
+        _settings_page(
+            form, FormSettingsInput(formdata=None, obj=form), RecipientInput(formdata=None), input
+        ),
+        400,
+    )
 
 
 @bp.post("/forms/<key>/recipients")
@@ -228,13 +275,47 @@ def _set_enabled(key: str, enabled: bool) -> Response:
     return redirect(safe_next(request.form.get("back")) or url_for("forms.settings", key=form.key))
 
 
-def _settings_page(form: Form, input: FormSettingsInput, recipient_input: RecipientInput) -> str:
+def _settings_page(
+    form: Form,
+    input: FormSettingsInput,
+    recipient_input: RecipientInput,
+    spam_input: SpamSettingsInput | None = None,
+) -> str:
+    config = get_settings()
     return render_template(
         "dashboard/form_settings.html",
         form=form,
         input=input,
         recipient_input=recipient_input,
+        spam_input=spam_input or _spam_input(form),
         endpoint=endpoint_url(form),
+        default_rate_limit=config.rate_limit,
+        default_notify_limit=config.notify_limit_per_form,
+        akismet_configured=bool(config.akismet_api_key),
+        script_url=f"{config.base_url}/formrelay.js",
+    )
+
+
+def _spam_input(form: Form) -> SpamSettingsInput:
+    """The spam settings as they are, for the page (the secret is never shown back)."""
+    return SpamSettingsInput(
+        formdata=None,
+        allowed_domains="\n".join(form.allowed_domains or []),
+        allow_headerless=form.allow_headerless,
+        rate_limit=form.rate_limit or "",
+        captcha_provider=form.captcha_provider or "off",
+        captcha_threshold=form.captcha_threshold,
+        captcha_action=form.captcha_action or "",
+        captcha_fail="open" if form.captcha_fail_open else "closed",
+        allow_cc=form.allow_cc,
+        honeypot=form.honeypot,
+        max_links=form.max_links,
+        blocked_words="\n".join(form.blocked_words or []),
+        blocked_senders="\n".join(form.blocked_senders or []),
+        blocked_addresses="\n".join(form.blocked_addresses or []),
+        min_seconds=form.min_seconds,
+        akismet=form.akismet,
+        notify_limit=form.notify_limit,
     )
 
 
