@@ -26,6 +26,7 @@ FORM_PAGES = [
     ("GET", "/forms/{key}/setup"),
     ("GET", "/forms/{key}/delete"),
     ("POST", "/forms/{key}/settings"),
+    ("POST", "/forms/{key}/spam"),
     ("POST", "/forms/{key}/recipients"),
     ("POST", "/forms/{key}/recipients/{rid}/resend"),
     ("POST", "/forms/{key}/recipients/{rid}/remove"),

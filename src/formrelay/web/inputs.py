@@ -16,6 +16,7 @@ from wtforms import (
     TextAreaField,
     URLField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Length, NumberRange, Optional
 
 
@@ -91,11 +92,11 @@ class SpamSettingsInput(FlaskForm):
     captcha_provider = SelectField(
         "CAPTCHA",
         choices=[
-            ("off", "Off"),
-            ("turnstile", "Cloudflare Turnstile"),
-            ("hcaptcha", "hCaptcha"),
-            ("recaptcha-v2", "Google reCAPTCHA v2"),
-            ("recaptcha-v3", "Google reCAPTCHA v3"),
+            SelectChoice("off", "Off"),
+            SelectChoice("turnstile", "Cloudflare Turnstile"),
+            SelectChoice("hcaptcha", "hCaptcha"),
+            SelectChoice("recaptcha-v2", "Google reCAPTCHA v2"),
+            SelectChoice("recaptcha-v3", "Google reCAPTCHA v3"),
         ],
     )
     captcha_secret = PasswordField("CAPTCHA secret key", validators=[Length(max=255)])
@@ -107,8 +108,8 @@ class SpamSettingsInput(FlaskForm):
     captcha_fail = SelectField(
         "When the CAPTCHA service is unreachable",
         choices=[
-            ("open", "Keep the submission as suspected spam (nothing is lost)"),
-            ("closed", "Refuse it with 503 (the visitor tries again)"),
+            SelectChoice("open", "Keep the submission as suspected spam (nothing is lost)"),
+            SelectChoice("closed", "Refuse it with 503 (the visitor tries again)"),
         ],
     )
     allow_cc = BooleanField("Allow _cc: submitters may send copies to addresses they choose")
