@@ -265,11 +265,11 @@ BAD_VALUES = [
     ({"FORMRELAY_MAX_BODY_BYTES": "0"}, "FORMRELAY_MAX_BODY_BYTES must be at least 1"),
     (
         {"FORMRELAY_RATE_LIMIT": "lots"},
-        'FORMRELAY_RATE_LIMIT must be limits such as "10/minute;200/day", not \'lots\'',
+        "FORMRELAY_RATE_LIMIT must be limits such as \"10/minute;200/day\", not 'lots'",
     ),
     (
         {"FORMRELAY_RATE_LIMIT_GLOBAL": ""},
-        'FORMRELAY_RATE_LIMIT_GLOBAL must be limits such as "10/minute;200/day", not \'\'',
+        "FORMRELAY_RATE_LIMIT_GLOBAL must be limits such as \"10/minute;200/day\", not ''",
     ),
     (
         {"FORMRELAY_TURNSTILE_VERIFY_URL": "ftp://x"},

@@ -414,7 +414,9 @@ def _describe_spam(f: Form) -> list[tuple[str, str]]:
     ceiling = (
         f"{f.notify_limit or 'none'} an hour"
         if f.notify_limit is not None
-        else f"(default: {config.notify_limit_per_form} an hour)" if config.notify_limit_per_form else "(default: none)"
+        else f"(default: {config.notify_limit_per_form} an hour)"
+        if config.notify_limit_per_form
+        else "(default: none)"
     )
     return [
         ("Allowed domains", listed(f.allowed_domains or []) if f.allowed_domains else "(any)"),
@@ -433,7 +435,10 @@ def _describe_spam(f: Form) -> list[tuple[str, str]]:
         ("Blocked senders", listed(f.blocked_senders or [])),
         ("Blocked IPs", listed(f.blocked_addresses or [])),
         ("Min seconds", str(f.min_seconds) if f.min_seconds else "(none)"),
-        ("Akismet", onoff(f.akismet) + ("" if config.akismet_api_key else " (AKISMET_API_KEY unset)")),
+        (
+            "Akismet",
+            onoff(f.akismet) + ("" if config.akismet_api_key else " (AKISMET_API_KEY unset)"),
+        ),
         ("Ceiling", ceiling),
     ]
 
@@ -554,7 +559,9 @@ def _spam_changes(options: dict[str, object]) -> spam.SpamChanges:
                 f"{text!r} is not a whole number or {off}", param_hint=f"--{name.replace('_', '-')}"
             ) from None
         if value < 0:
-            raise click.BadParameter("must not be negative", param_hint=f"--{name.replace('_', '-')}")
+            raise click.BadParameter(
+                "must not be negative", param_hint=f"--{name.replace('_', '-')}"
+            )
         return value
 
     fail = options.get("captcha_fail")

@@ -280,13 +280,20 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
     for name in ("rate_limit", "rate_limit_global"):
         if not valid_rate_limit(getattr(s, name)):
             raise ConfigError(
-                f"{FIELD_TO_VAR[name]} must be limits such as \"10/minute;200/day\", "
+                f'{FIELD_TO_VAR[name]} must be limits such as "10/minute;200/day", '
                 f"not {getattr(s, name)!r}"
             )
-    for name in ("turnstile_verify_url", "hcaptcha_verify_url", "recaptcha_verify_url", "akismet_url"):
+    for name in (
+        "turnstile_verify_url",
+        "hcaptcha_verify_url",
+        "recaptcha_verify_url",
+        "akismet_url",
+    ):
         parts = urlsplit(getattr(s, name))
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"{FIELD_TO_VAR[name]} must be an http(s) URL, not {getattr(s, name)!r}")
+            raise ConfigError(
+                f"{FIELD_TO_VAR[name]} must be an http(s) URL, not {getattr(s, name)!r}"
+            )
     if s.captcha_timeout <= 0:
         raise ConfigError("FORMRELAY_CAPTCHA_TIMEOUT must be more than 0")
 

@@ -15,17 +15,13 @@ from formrelay.models import Submission
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
-def post_json(
-    client: FlaskClient, key: str, data: dict[str, Any], **headers: str
-) -> TestResponse:
+def post_json(client: FlaskClient, key: str, data: dict[str, Any], **headers: str) -> TestResponse:
     return client.post(
         f"/f/{key}", json=data, headers={"Accept": "application/json", **_names(headers)}
     )
 
 
-def post_html(
-    client: FlaskClient, key: str, data: dict[str, Any], **headers: str
-) -> TestResponse:
+def post_html(client: FlaskClient, key: str, data: dict[str, Any], **headers: str) -> TestResponse:
     return client.post(f"/f/{key}", data=data, headers={"Accept": BROWSER, **_names(headers)})
 
 

@@ -121,7 +121,9 @@ def test_another_sites_hostname_is_fine_without_allowed_domains(client, provider
     field, good = PROVIDERS["turnstile"]
     provider.default = {**good, "hostname": "anywhere.example"}
     form = captcha_form("turnstile")
-    kept = assert_accepted(client, form.key, {"message": "hi", field: "t1"}, {field: "t2", "m": "x"})
+    kept = assert_accepted(
+        client, form.key, {"message": "hi", field: "t1"}, {field: "t2", "m": "x"}
+    )
     assert [s.is_spam for s in kept] == [False, False]
 
 
@@ -158,7 +160,9 @@ def test_a_replayed_token_is_refused_without_asking_the_provider(client, provide
         "CAPTCHA verification failed: this CAPTCHA answer was used already; complete the "
         "CAPTCHA again."
     )
-    assert_refused(client, form.key, {"message": "hi", field: "once"}, 400, "CAPTCHA_FAILED", message)
+    assert_refused(
+        client, form.key, {"message": "hi", field: "once"}, 400, "CAPTCHA_FAILED", message
+    )
     assert len(provider.requests) == 1
 
 
@@ -166,7 +170,9 @@ def test_a_slow_provider_fails_open_keeping_the_submission_as_spam(client, provi
     field, good = PROVIDERS["hcaptcha"]
     provider.default, provider.delay = good, 1.5  # past the 0.5 s timeout of these tests
     form = captcha_form("hcaptcha")
-    kept = assert_accepted(client, form.key, {"message": "hi", field: "t1"}, {field: "t2", "m": "x"})
+    kept = assert_accepted(
+        client, form.key, {"message": "hi", field: "t1"}, {field: "t2", "m": "x"}
+    )
     reason = "not verified: the hcaptcha CAPTCHA service did not answer"
     assert [(s.is_spam, s.spam_reason) for s in kept] == [(True, reason)] * 2
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
@@ -194,7 +200,9 @@ def test_a_form_that_fails_closed_answers_503_and_stores_nothing(
     )
     assert stored() == []
     if unreachable:  # fixture teardown stops it again
-        provider.server = type("Stopped", (), {"shutdown": lambda s: None, "server_close": lambda s: None})()
+        provider.server = type(
+            "Stopped", (), {"shutdown": lambda s: None, "server_close": lambda s: None}
+        )()
 
 
 def test_a_provider_error_page_counts_as_away(client, provider):

@@ -147,7 +147,9 @@ def test_akismet_away_means_not_spam_and_is_logged(
     caplog.set_level(logging.WARNING, logger="formrelay.akismet")
     if trouble == "down":
         akismet.stop()
-        akismet.server = type("S", (), {"shutdown": lambda s: None, "server_close": lambda s: None})()
+        akismet.server = type(
+            "S", (), {"shutdown": lambda s: None, "server_close": lambda s: None}
+        )()
     elif trouble == "slow":
         akismet.default, akismet.delay = "true", 1.5
     else:

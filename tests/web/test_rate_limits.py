@@ -10,6 +10,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -238,7 +239,7 @@ def test_a_redis_limit_is_shared_by_two_app_processes(database_url, tmp_path):
     try:
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         for url in urls:
-            wait_until(lambda url=url: _answers(url), 30, lambda: f"{url} did not start")
+            wait_until(partial(_answers, url), 30, partial(str, f"{url} did not start"))
         order = [0, 1, 0, 1, 0]
         statuses = [
             httpx.post(

@@ -71,7 +71,9 @@ def test_a_request_from_an_allowed_domain_is_accepted(client, guarded, headers):
 )
 def test_a_request_from_another_site_is_refused_naming_the_host(client, guarded, headers, host):
     message = f"This form does not accept submissions from {host}."
-    assert_refused(client, guarded.key, {"message": "hi"}, 403, "ORIGIN_NOT_ALLOWED", message, **headers)
+    assert_refused(
+        client, guarded.key, {"message": "hi"}, 403, "ORIGIN_NOT_ALLOWED", message, **headers
+    )
 
 
 def test_a_request_naming_no_page_is_refused_unless_the_form_allows_it(client, guarded):
@@ -130,7 +132,7 @@ def test_the_forms_redirect_must_be_inside_its_allowed_domains(app):
     from formrelay.services import forms
 
     form = make_form(db.session, redirect_url="https://elsewhere.example/thanks")
-    with pytest.raises(InvalidInput, match="must point to one of the form.s allowed domains"):
+    with pytest.raises(InvalidInput, match=r"must point to one of the form's allowed domains"):
         spam.update_spam_settings(db.session, form, spam.SpamChanges(allowed_domains="example.org"))
     db.session.rollback()
     form = db.session.get(Form, form.id)
@@ -158,7 +160,7 @@ def test_cc_is_refused_naming_the_field_unless_the_owner_allows_it(client, app):
 
     spam.update_spam_settings(db.session, form, spam.SpamChanges(allow_cc=True))
     db.session.commit()
-    [a, b] = assert_accepted(client, form.key, data)
+    [a, _] = assert_accepted(client, form.key, data)
     assert [d.cc for d in deliveries_of(a.id)] == [["victim@example.com"]]
 
 
@@ -196,7 +198,11 @@ def test_the_migration_turns_cc_off_for_existing_forms(tmp_path):
             "_gotcha",
             None,
         )
-        assert (form.blocked_words, form.blocked_addresses, form.captcha_fail_open) == ([], [], True)
+        assert (form.blocked_words, form.blocked_addresses, form.captcha_fail_open) == (
+            [],
+            [],
+            True,
+        )
         db.session.remove()
         db.engine.dispose()
 
@@ -283,7 +289,9 @@ def test_a_blocked_client_address_or_range_is_kept_as_spam(
     r = client.post(f"/f/{form.key}", data=data, environ_base=environ)
     assert r.status_code == 303
     kept = stored()
-    expected = (True, f"sent from a blocked address ({address})") if spam_expected else (False, None)
+    expected = (
+        (True, f"sent from a blocked address ({address})") if spam_expected else (False, None)
+    )
     assert [(s.is_spam, s.spam_reason) for s in kept] == [expected] * 2
 
 
@@ -317,7 +325,9 @@ def test_spam_kept_by_a_rule_is_delivered_by_not_spam(client, app):
     assert kept.is_spam
     created = inbox.mark_spam(db.session, kept, False)
     db.session.commit()
-    assert [(d.target, d.status) for d in created] == [("owner@example.com", DeliveryStatus.PENDING)]
+    assert [(d.target, d.status) for d in created] == [
+        ("owner@example.com", DeliveryStatus.PENDING)
+    ]
 
 
 # -- the settings themselves -------------------------------------------------------------------

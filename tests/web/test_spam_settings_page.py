@@ -78,7 +78,12 @@ def test_every_setting_is_saved_and_shown_back_without_the_secret(
         form.captcha_action,
         form.captcha_fail_open,
     ) == ("recaptcha-v3", "s3cret", 0.7, "contact", False)
-    assert (form.allow_cc, form.honeypot, form.max_links, form.min_seconds) == (True, "website", 2, 3)
+    assert (form.allow_cc, form.honeypot, form.max_links, form.min_seconds) == (
+        True,
+        "website",
+        2,
+        3,
+    )
     assert (form.blocked_words, form.blocked_senders, form.blocked_addresses) == (
         ["casino", "viagra"],
         ["@spam.example"],
@@ -91,7 +96,16 @@ def test_every_setting_is_saved_and_shown_back_without_the_secret(
     assert "Spam settings saved." in html
 
     # Saved again with a blank secret: the secret stays; blanks clear the other rules.
-    r = save(client, form, {**{k: "" for k in EVERYTHING}, "honeypot": "_gotcha", "captcha_provider": "recaptcha-v3", "captcha_fail": "open"})
+    r = save(
+        client,
+        form,
+        {
+            **{k: "" for k in EVERYTHING},
+            "honeypot": "_gotcha",
+            "captcha_provider": "recaptcha-v3",
+            "captcha_fail": "open",
+        },
+    )
     assert r.status_code == 302
     db.session.refresh(form)
     assert (form.captcha_secret, form.allowed_domains, form.max_links, form.rate_limit) == (
@@ -117,5 +131,9 @@ def test_a_bad_value_is_shown_on_the_page_and_nothing_changes(client, auth, form
 def test_a_saved_rule_applies_to_the_next_submission(client, auth, form):
     auth.login(OWNER)
     assert post_json(client, form.key, {"m": "hi", "_cc": "x@example.com"}).status_code == 400
-    save(client, form, {"honeypot": "_gotcha", "captcha_provider": "off", "captcha_fail": "open", "allow_cc": "y"})
+    save(
+        client,
+        form,
+        {"honeypot": "_gotcha", "captcha_provider": "off", "captcha_fail": "open", "allow_cc": "y"},
+    )
     assert post_json(client, form.key, {"m": "hi", "_cc": "x@example.com"}).status_code == 200

@@ -46,8 +46,8 @@ def akismet_says_spam(
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            verdict = response.read(64).decode("ascii", "replace").strip()
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            verdict = str(response.read(64).decode("ascii", "replace")).strip()
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         log.warning("Akismet did not answer; taking the submission for not spam: %s", exc)
         return False

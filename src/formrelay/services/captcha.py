@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -66,9 +65,12 @@ def verify_captcha(
         raise _failed("this CAPTCHA answer was used already; complete the CAPTCHA again")
     answer = _siteverify(check, token, remote_ip)
     if answer.get("success") is not True:
-        codes = answer.get("error-codes") or []
-        if codes and any(c in ("invalid-input-secret", "missing-input-secret") for c in codes):
-            log.error("the %s secret of a form is refused by the provider: %s", check.provider, codes)
+        codes = answer.get("error-codes")
+        secret_refused = {"invalid-input-secret", "missing-input-secret"}
+        if isinstance(codes, list) and secret_refused.intersection(codes):
+            log.error(
+                "the %s secret of a form is refused by the provider: %s", check.provider, codes
+            )
         raise _failed("the CAPTCHA was not solved")
     hostname = str(answer.get("hostname") or "").lower()
     if check.allowed_domains and not (hostname and host_allowed(hostname, check.allowed_domains)):
@@ -96,9 +98,9 @@ def _siteverify(check: CaptchaCheck, token: str, remote_ip: str | None) -> dict[
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=check.timeout) as response:  # noqa: S310 (http(s) only, checked at start)
+        with urllib.request.urlopen(request, timeout=check.timeout) as response:
             document = json.loads(response.read(65536))
-    except (urllib.error.URLError, socket.timeout, TimeoutError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
         log.warning("the %s verify endpoint did not answer: %s", check.provider, exc)
         raise CaptchaUnavailable(str(exc)) from None
     if not isinstance(document, dict):

@@ -38,7 +38,9 @@ class SharedCounters:
                     "socket_timeout": 1.0,
                     "socket_connect_timeout": 1.0,
                 }
-                self._storage = storage_from_string(self.uri, **options)
+                storage = storage_from_string(self.uri, **options)
+                assert isinstance(storage, Storage)  # a synchronous scheme (checked at start)
+                self._storage = storage
         return self._storage
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:

@@ -6,8 +6,8 @@ of the whole batch keep the request path lean. Nothing here commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, cast
@@ -84,7 +84,9 @@ class NotificationCeilings:
     per_form: int = 0
     overall: int = 0
 
-    def budgets(self, wanted: Mapping[int, tuple[FormTarget, int]], hour: int) -> dict[int, tuple[int, str]]:
+    def budgets(
+        self, wanted: Mapping[int, tuple[FormTarget, int]], hour: int
+    ) -> dict[int, tuple[int, str]]:
         """For each form id: (how many of the `wanted` notifications this hour's ceilings
         leave room for, why the rest are held). One counter step per form and batch."""
         out: dict[int, tuple[int, str]] = {}
@@ -98,7 +100,9 @@ class NotificationCeilings:
                 out[form_id] = (n, "")
         if self.overall:
             total = sum(room for room, _ in out.values())
-            left = self.overall - (self.counters.incr(f"notify:all:{hour}", HOUR + 60, total) - total)
+            left = self.overall - (
+                self.counters.incr(f"notify:all:{hour}", HOUR + 60, total) - total
+            )
             why = f"formrelay's ceiling of {self.overall} notifications an hour over all forms"
             for form_id, (room, reason) in out.items():
                 take = max(0, min(room, left))
@@ -263,8 +267,8 @@ def _over_the_limit_notice(form: FormTarget, held: str, hour: int) -> dict[str, 
         "text": (
             f'Your form "{form.name}" has reached {held} (the hour from {since}).\n\n'
             "Its submissions are still stored, nothing is lost: their notifications are\n"
-            "held instead of sent, each marked \"Held, not sent\" in the dashboard, where\n"
-            "\"Retry\" sends it. This is the only such message for this form this hour.\n\n"
+            'held instead of sent, each marked "Held, not sent" in the dashboard, where\n'
+            '"Retry" sends it. This is the only such message for this form this hour.\n\n'
             "If the traffic is real, raise the form's ceiling in its settings; if it is\n"
             "not, the form's spam settings (allowed domains, CAPTCHA, rate limit) stop it.\n"
         ),

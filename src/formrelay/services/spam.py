@@ -104,12 +104,7 @@ NO_FORM = FormPolicy()
 
 def load_policy(session: Session, key: str) -> FormPolicy | None:
     """The rules of the form with this key; None when there is none."""
-    row = (
-        session.connection()
-        .execute(_POLICY, {"key": key})
-        .mappings()
-        .first()
-    )
+    row = session.connection().execute(_POLICY, {"key": key}).mappings().first()
     if row is None:
         return None
     return FormPolicy(
@@ -156,7 +151,11 @@ class PolicyCache:
     def get(self, key: str) -> FormPolicy | None:
         now = time.monotonic()
         entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < self._seconds and _changed.get(key, -1) < entry[0]:
+        if (
+            entry is not None
+            and now - entry[0] < self._seconds
+            and _changed.get(key, -1) < entry[0]
+        ):
             return entry[1]
         policy = self._load(key)
         with self._lock:
@@ -249,12 +248,12 @@ def content_reason(
         for sender in senders:
             if sender_blocked(sender, policy.blocked_senders):
                 return f"from a blocked sender ({sender.strip()})"
-    if policy.min_seconds and seconds_since_load is not None:
-        if seconds_since_load < policy.min_seconds:
-            return (
-                f"sent {seconds_since_load:.1f} s after the page loaded "
-                f"(at least {policy.min_seconds} s expected)"
-            )
+    loaded = seconds_since_load
+    if policy.min_seconds and loaded is not None and loaded < policy.min_seconds:
+        return (
+            f"sent {seconds_since_load:.1f} s after the page loaded "
+            f"(at least {policy.min_seconds} s expected)"
+        )
     if policy.max_links is not None:
         links = sum(len(_LINK.findall(value)) for _, value in fields)
         if links > policy.max_links:
@@ -273,7 +272,7 @@ def sender_blocked(sender: str, blocked: Iterable[str]) -> bool:
     if "<" in address and address.endswith(">"):
         address = address[address.rindex("<") + 1 : -1]
     domain = "@" + address.rpartition("@")[2]
-    return any(entry == address or entry == domain for entry in blocked)
+    return any(entry in (address, domain) for entry in blocked)
 
 
 def _contains_word(text: str, word: str) -> bool:
@@ -379,10 +378,9 @@ def update_spam_settings(session: Session, form: Form, changes: SpamChanges) -> 
     for name in ("blocked_words", "blocked_senders", "blocked_addresses", "allowed_domains"):
         if len(cast(list[str], new.get(name, []))) > MAX_LIST:
             raise InvalidInput(f"A list can have at most {MAX_LIST} entries.")
-    provider = new.get("captcha_provider", form.captcha_provider)
-    secret = new.get("captcha_secret", form.captcha_secret)
-    if provider and not secret:
-        raise InvalidInput(f"The {provider} CAPTCHA needs its secret key (--captcha-secret).")
+    captcha = new.get("captcha_provider", form.captcha_provider)
+    if captcha and not new.get("captcha_secret", form.captcha_secret):
+        raise InvalidInput(f"The {captcha} CAPTCHA needs its secret key (--captcha-secret).")
     domains = cast(list[str], new.get("allowed_domains", form.allowed_domains or []))
     check_redirect_allowed(domains, form.redirect_url)
 

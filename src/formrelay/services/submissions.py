@@ -26,7 +26,9 @@ PAGE_LOAD = "_formrelay"  # formrelay.js: the signed time the page was loaded
 IGNORED_FIELDS = frozenset({"_language", "_template", "_format"})
 SPECIAL_FIELDS = frozenset({REPLY_TO, SUBJECT, NEXT, CC, HONEYPOT, PAGE_LOAD}) | IGNORED_FIELDS
 # The CAPTCHA widgets' answers: verified, never stored as data.
-CAPTCHA_TOKEN_FIELDS = frozenset({"cf-turnstile-response", "h-captcha-response", "g-recaptcha-response"})
+CAPTCHA_TOKEN_FIELDS = frozenset(
+    {"cf-turnstile-response", "h-captcha-response", "g-recaptcha-response"}
+)
 MAX_SUBJECT = 200
 MAX_CC = 5
 EMAIL_FIELD = "email"  # its value, in any case, is the Reply-To without _replyto

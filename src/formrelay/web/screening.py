@@ -61,7 +61,7 @@ def client_address() -> str:
 
 
 def _form_key() -> str:
-    return (request.view_args or {}).get("key", "")
+    return str((request.view_args or {}).get("key", ""))
 
 
 def form_rate_limit() -> str:
@@ -100,9 +100,7 @@ def prepare(key: str, fields: list[tuple[str, str]], meta: SubmissionMeta) -> Pr
     """
     policy = policy_for(key) or spam.NO_FORM
     spam.check_origin(policy, meta.origin, meta.referrer)
-    prepared = prepare_submission(
-        fields, meta, honeypot=policy.honeypot, allow_cc=policy.allow_cc
-    )
+    prepared = prepare_submission(fields, meta, honeypot=policy.honeypot, allow_cc=policy.allow_cc)
     if prepared.spam_reason is not None:  # the honeypot: nothing else to learn
         return prepared
     spam.check_next(policy, prepared.next_url)
@@ -116,12 +114,18 @@ def prepare(key: str, fields: list[tuple[str, str]], meta: SubmissionMeta) -> Pr
             remote_addr=meta.remote_addr,
             seconds_since_load=_seconds_since_load(policy, fields, config),
         )
-    if reason is None and policy.min_seconds and _stamp(fields) and _seconds_since_load(
-        policy, fields, config
-    ) is None:
+    if (
+        reason is None
+        and policy.min_seconds
+        and _stamp(fields)
+        and _seconds_since_load(policy, fields, config) is None
+    ):
         reason = "its page-load time was not signed by formrelay.js"
-    if reason is None and policy.akismet and config.akismet_api_key and policy is not spam.NO_FORM:
-        if akismet.akismet_says_spam(
+    ask_akismet = policy.akismet and config.akismet_api_key and policy is not spam.NO_FORM
+    if (
+        reason is None
+        and ask_akismet
+        and akismet.akismet_says_spam(
             url=config.akismet_url,
             api_key=config.akismet_api_key,
             blog=config.base_url,
@@ -131,8 +135,9 @@ def prepare(key: str, fields: list[tuple[str, str]], meta: SubmissionMeta) -> Pr
             user_agent=meta.user_agent,
             referrer=meta.referrer,
             timeout=config.captcha_timeout,
-        ):
-            reason = "Akismet says spam"
+        )
+    ):
+        reason = "Akismet says spam"
     return dataclasses.replace(prepared, spam_reason=reason) if reason else prepared
 
 
