@@ -92,6 +92,8 @@ class FormPolicy:
     blocked_networks: tuple[Network, ...] = ()
     min_seconds: int | None = None
     akismet: bool = True
+    # The blocked words as one pattern, compiled once per load (not once per request).
+    blocked_words_pattern: re.Pattern[str] | None = field(default=None, compare=False)
 
     @property
     def captcha_field(self) -> str | None:
@@ -122,6 +124,7 @@ def load_policy(session: Session, key: str) -> FormPolicy | None:
         honeypot=row["honeypot"] or DEFAULT_HONEYPOT,
         max_links=row["max_links"],
         blocked_words=tuple(w.lower() for w in row["blocked_words"] or ()),
+        blocked_words_pattern=words_pattern(row["blocked_words"] or ()),
         blocked_senders=tuple(s.lower() for s in row["blocked_senders"] or ()),
         blocked_networks=tuple(_network(a) for a in row["blocked_addresses"] or ()),
         min_seconds=row["min_seconds"],
@@ -258,12 +261,23 @@ def content_reason(
         links = sum(len(_LINK.findall(value)) for _, value in fields)
         if links > policy.max_links:
             return f"{links} links (at most {policy.max_links} allowed)"
-    if policy.blocked_words:
-        text = " ".join(value for _, value in fields).lower()
-        for word in policy.blocked_words:
-            if _contains_word(text, word):
-                return f"contains a blocked word ({word})"
+    pattern = policy.blocked_words_pattern
+    if pattern is None and policy.blocked_words:
+        pattern = words_pattern(policy.blocked_words)
+    if pattern is not None:
+        found = next((m for m in map(pattern.search, (v for _, v in fields)) if m), None)
+        if found:
+            return f"contains a blocked word ({found.group(0).lower()})"
     return None
+
+
+def words_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern matching any of `words` (or phrases) whole, so that
+    "ass" does not catch "class"; None for no words."""
+    alternatives = "|".join(re.escape(w.lower()) for w in words if w)
+    if not alternatives:
+        return None
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
 
 def sender_blocked(sender: str, blocked: Iterable[str]) -> bool:
@@ -273,11 +287,6 @@ def sender_blocked(sender: str, blocked: Iterable[str]) -> bool:
         address = address[address.rindex("<") + 1 : -1]
     domain = "@" + address.rpartition("@")[2]
     return any(entry in (address, domain) for entry in blocked)
-
-
-def _contains_word(text: str, word: str) -> bool:
-    # Whole words (or phrases), so that "ass" does not catch "class".
-    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text) is not None
 
 
 def _network(text: str) -> Network:

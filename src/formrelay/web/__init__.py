@@ -84,7 +84,10 @@ def _init_login(app: Flask) -> None:
 def _init_limiter(app: Flask, settings: Settings) -> None:
     app.config.update(
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage_uri,
-        RATELIMIT_HEADERS_ENABLED=True,
+        # No X-RateLimit-* headers on every response: each costs a storage round trip
+        # (Redis) on the public endpoint's hot path. A 429 still says Retry-After
+        # (web/errors.py), from the one limit it broke.
+        RATELIMIT_HEADERS_ENABLED=False,
         # A limit must never turn into a 500: with its storage (Redis) down, each process
         # counts for itself until it is back.
         RATELIMIT_SWALLOW_ERRORS=True,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Sequence
 
 from flask import Flask, Response, jsonify, render_template, request
@@ -12,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ..extensions import db
+from ..extensions import db, limiter
 from ..ingest import StorageUnavailable
 from ..services.errors import DomainError, FieldError
 from ..services.urls import http_url
@@ -154,14 +156,12 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(exc: RateLimitExceeded) -> Response:
-        # Flask-Limiter adds Retry-After (and the X-RateLimit headers) after the request.
-        if request.blueprint != "public":
-            return http_error(exc)
-        message = "Too many submissions from your address: wait a little, then send again."
-        response = error_response(429, message, [FieldError("RATE_LIMITED", message)])
-        for name, value in exc.get_headers(request.environ):
-            if name.lower() not in ("content-type", "content-length"):
-                response.headers.add(name, value)
+        if request.blueprint == "public":
+            message = "Too many submissions from your address: wait a little, then send again."
+            response = error_response(429, message, [FieldError("RATE_LIMITED", message)])
+        else:
+            response = http_error(exc)
+        response.headers["Retry-After"] = str(_retry_after())
         return response
 
     @app.errorhandler(StorageUnavailable)
@@ -184,6 +184,17 @@ def register(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         _rollback()
         return error_response(500, "Something went wrong on our side. Please try again later.")
+
+
+def _retry_after() -> int:
+    """Seconds until the limit this request broke lets another through (at least 1)."""
+    broken = limiter.current_limit
+    try:
+        reset_at = broken.reset_at if broken is not None else 0
+    except Exception:  # the storage went away meanwhile: a minute is a fair guess
+        log.warning("could not read the rate limit's window", exc_info=True)
+        return 60
+    return max(1, math.ceil(reset_at - time.time()))
 
 
 def _http_message(exc: HTTPException) -> str:
