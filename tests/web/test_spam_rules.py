@@ -165,8 +165,9 @@ def test_cc_is_refused_naming_the_field_unless_the_owner_allows_it(client, app):
 
 
 def test_the_migration_turns_cc_off_for_existing_forms(tmp_path):
-    """A database at 0005 with a form, upgraded: the form's _cc is off, its lists empty."""
-    from flask_migrate import upgrade
+    """A database at 0005 with a form, upgraded: the form's _cc is off, its lists empty.
+    Downgraded again, the form keeps its submissions."""
+    from flask_migrate import downgrade, upgrade
     from sqlalchemy import text
 
     from formrelay import create_app
@@ -189,7 +190,15 @@ def test_the_migration_turns_cc_off_for_existing_forms(tmp_path):
                     "VALUES ('oldform', 'Old', 1, 1, 0, '2026-01-01')"
                 )
             )
+            conn.execute(
+                text(
+                    "INSERT INTO submissions (form_id, created_at, fields, cc, is_spam) "
+                    "SELECT id, '2026-01-01 10:00:00', '[[\"m\", \"hi\"]]', '[]', 0 FROM forms"
+                )
+            )
         upgrade()
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM submissions")).scalar_one() == 1
         form = db.session.scalar(select(Form).where(Form.key == "oldform"))
         assert form is not None
         assert (form.allow_cc, form.allowed_domains, form.honeypot, form.captcha_provider) == (
@@ -204,6 +213,12 @@ def test_the_migration_turns_cc_off_for_existing_forms(tmp_path):
             True,
         )
         db.session.remove()
+        downgrade(revision="0005")
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM submissions")).scalar_one() == 1
+            columns = [row[1] for row in conn.execute(text("PRAGMA table_info(forms)"))]
+        assert "allow_cc" not in columns and "honeypot" not in columns
+        upgrade()
         db.engine.dispose()
 
 

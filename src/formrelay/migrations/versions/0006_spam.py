@@ -29,54 +29,49 @@ def _json() -> sa.types.TypeEngine:
 
 
 def upgrade() -> None:
+    # Plain ALTER TABLE ... ADD COLUMN, not a batch: on SQLite a batch with these (SQL
+    # expression) defaults copies the table and drops the old one, and with foreign keys
+    # on, dropping `forms` deletes every submission (ON DELETE CASCADE).
     empty = sa.text("'[]'")
-    with op.batch_alter_table("forms") as batch:
-        for name in LISTS:
-            batch.add_column(sa.Column(name, _json(), nullable=False, server_default=empty))
-        batch.add_column(
-            sa.Column("allow_headerless", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-        batch.add_column(sa.Column("rate_limit", sa.String(200), nullable=True))
-        batch.add_column(sa.Column("captcha_provider", sa.String(16), nullable=True))
-        batch.add_column(sa.Column("captcha_secret", sa.String(255), nullable=True))
-        batch.add_column(
-            sa.Column("captcha_threshold", sa.Float(), nullable=False, server_default="0.5")
-        )
-        batch.add_column(sa.Column("captcha_action", sa.String(100), nullable=True))
-        batch.add_column(
-            sa.Column("captcha_fail_open", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
+    columns = [
+        *(sa.Column(name, _json(), nullable=False, server_default=empty) for name in LISTS),
+        sa.Column("allow_headerless", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("rate_limit", sa.String(200), nullable=True),
+        sa.Column("captcha_provider", sa.String(16), nullable=True),
+        sa.Column("captcha_secret", sa.String(255), nullable=True),
+        sa.Column("captcha_threshold", sa.Float(), nullable=False, server_default=sa.text("0.5")),
+        sa.Column("captcha_action", sa.String(100), nullable=True),
+        sa.Column("captcha_fail_open", sa.Boolean(), nullable=False, server_default=sa.true()),
         # Off for every form there is: the point of this migration.
-        batch.add_column(
-            sa.Column("allow_cc", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-        batch.add_column(
-            sa.Column("honeypot", sa.String(64), nullable=False, server_default="_gotcha")
-        )
-        batch.add_column(sa.Column("max_links", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("min_seconds", sa.Integer(), nullable=True))
-        batch.add_column(
-            sa.Column("akismet", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
-        batch.add_column(sa.Column("notify_limit", sa.Integer(), nullable=True))
+        sa.Column("allow_cc", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("honeypot", sa.String(64), nullable=False, server_default="_gotcha"),
+        sa.Column("max_links", sa.Integer(), nullable=True),
+        sa.Column("min_seconds", sa.Integer(), nullable=True),
+        sa.Column("akismet", sa.Boolean(), nullable=False, server_default=sa.true()),
+        sa.Column("notify_limit", sa.Integer(), nullable=True),
+    ]
+    for column in columns:
+        op.add_column("forms", column)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("forms") as batch:
-        for name in (
-            "notify_limit",
-            "akismet",
-            "min_seconds",
-            "max_links",
-            "honeypot",
-            "allow_cc",
-            "captcha_fail_open",
-            "captcha_action",
-            "captcha_threshold",
-            "captcha_secret",
-            "captcha_provider",
-            "rate_limit",
-            "allow_headerless",
-            *reversed(LISTS),
-        ):
-            batch.drop_column(name)
+    # Column by column, in place: on SQLite a batch would copy the table and drop the old
+    # one, and with foreign keys on, dropping `forms` deletes every submission (CASCADE).
+    # SQLite has dropped columns in place since 3.35.
+    for name in (
+        "notify_limit",
+        "akismet",
+        "min_seconds",
+        "max_links",
+        "honeypot",
+        "allow_cc",
+        "captcha_fail_open",
+        "captcha_action",
+        "captcha_threshold",
+        "captcha_secret",
+        "captcha_provider",
+        "rate_limit",
+        "allow_headerless",
+        *reversed(LISTS),
+    ):
+        op.execute(f"ALTER TABLE forms DROP COLUMN {name}")
