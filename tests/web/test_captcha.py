@@ -212,3 +212,16 @@ def test_a_provider_error_page_counts_as_away(client, provider):
     r = post_json(client, form.key, {"message": "hi", field: "t"})
     assert r.status_code == 200
     assert stored()[0].is_spam
+
+
+def test_a_retry_after_the_provider_was_away_may_carry_the_same_token(client, provider):
+    """formrelay.js resends the same form after a 503: its token was never checked."""
+    field, good = PROVIDERS["turnstile"]
+    provider.default, provider.delay = good, 1.5
+    form = captcha_form("turnstile", captcha_fail_open=False)
+    assert post_json(client, form.key, {"message": "hi", field: "same"}).status_code == 503
+    provider.delay = 0
+    r = post_json(client, form.key, {"message": "hi", field: "same"})
+    assert (r.status_code, len(stored())) == (200, 1)
+    # Now it was used.
+    assert post_json(client, form.key, {"message": "hi", field: "same"}).status_code == 400

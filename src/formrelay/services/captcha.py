@@ -34,6 +34,11 @@ class UsedTokens(Protocol):
         """Record the token's digest; False when it was recorded before (a replay)."""
         ...
 
+    def forget(self, digest: str) -> None:
+        """Unrecord a token that was never checked (the provider was away): the visitor's
+        retry (formrelay.js resends on a 503) carries the same one."""
+        ...
+
 
 @dataclass(frozen=True)
 class CaptchaCheck:
@@ -61,9 +66,14 @@ def verify_captcha(
         raise SubmissionRejected(
             "CAPTCHA_MISSING", "Complete the CAPTCHA before sending the form.", None
         )
-    if not used.first_use(hashlib.sha256(token.encode()).hexdigest()):
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    if not used.first_use(digest):
         raise _failed("this CAPTCHA answer was used already; complete the CAPTCHA again")
-    answer = _siteverify(check, token, remote_ip)
+    try:
+        answer = _siteverify(check, token, remote_ip)
+    except CaptchaUnavailable:
+        used.forget(digest)
+        raise
     if answer.get("success") is not True:
         codes = answer.get("error-codes")
         secret_refused = {"invalid-input-secret", "missing-input-secret"}

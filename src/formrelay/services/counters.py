@@ -8,6 +8,7 @@ reach the caller. An outage is logged once when it starts and once when it ends.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -74,6 +75,14 @@ class SharedCounters:
                     )
                     self._down_since = None
         return value
+
+    def clear(self, key: str) -> None:
+        """Remove the counter `key` (wherever it is counted now)."""
+        key = f"{self.key_prefix}:{key}"
+        self._memory.clear(key)
+        if self._down_since is None:
+            with contextlib.suppress(Exception):  # down: incr notices it and says so
+                self._primary().clear(key)
 
 
 def _masked(uri: str) -> str:

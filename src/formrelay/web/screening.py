@@ -14,7 +14,12 @@ from flask import Flask, current_app, request
 
 from ..extensions import db, limiter
 from ..services import akismet, spam
-from ..services.captcha import CaptchaCheck, CaptchaUnavailable, verify_captcha
+from ..services.captcha import (
+    USED_TOKEN_SECONDS,
+    CaptchaCheck,
+    CaptchaUnavailable,
+    verify_captcha,
+)
 from ..services.counters import SharedCounters
 from ..services.errors import SubmissionRejected
 from ..services.submissions import PAGE_LOAD, PreparedSubmission, SubmissionMeta, prepare_submission
@@ -89,7 +94,10 @@ def limited(view):  # type: ignore[no-untyped-def]
 # -- the checks -----------------------------------------------------------------------------------
 class _UsedTokens:
     def first_use(self, digest: str) -> bool:
-        return counters().incr(f"captcha:{digest}", 600) == 1
+        return counters().incr(f"captcha:{digest}", USED_TOKEN_SECONDS) == 1
+
+    def forget(self, digest: str) -> None:
+        counters().clear(f"captcha:{digest}")
 
 
 def prepare(key: str, fields: list[tuple[str, str]], meta: SubmissionMeta) -> PreparedSubmission:
