@@ -263,3 +263,31 @@ def _answers(url: str) -> bool:
     except httpx.TransportError:
         return False
     return True
+
+
+def test_a_redis_that_stops_answering_delays_a_submission_by_a_second_at_most(app_config):
+    """A Redis behind a dropped network: the connection opens, nothing ever answers."""
+    import socket
+    import time
+
+    from formrelay import create_app
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes the handshakes; nobody reads
+    try:
+        port = silent.getsockname()[1]
+        app = create_app({**app_config, "ratelimit_storage_uri": f"redis://127.0.0.1:{port}/0"})
+        client = app.test_client()
+        with app.app_context():
+            form = make_form(db.session, rate_limit="100/minute")
+            started = time.monotonic()
+            answers = [post_json(client, form.key, {"message": str(n)}) for n in range(3)]
+            elapsed = time.monotonic() - started
+            assert [r.status_code for r in answers] == [200, 200, 200]
+            assert elapsed < 4  # one timeout, then this process counts for itself
+            assert len(stored()) == 3
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        silent.close()

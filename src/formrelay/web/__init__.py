@@ -93,4 +93,11 @@ def _init_limiter(app: Flask, settings: Settings) -> None:
         RATELIMIT_SWALLOW_ERRORS=True,
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
     )
+    if settings.ratelimit_storage_uri.startswith(("redis://", "rediss://")):
+        # A Redis that stops answering (a dropped network, not a refused connection) must
+        # not hold submissions for ever: after a second it counts as down (fallback above).
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {
+            "socket_timeout": 1.0,
+            "socket_connect_timeout": 1.0,
+        }
     limiter.init_app(app)
