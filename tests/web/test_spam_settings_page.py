@@ -137,3 +137,11 @@ def test_a_saved_rule_applies_to_the_next_submission(client, auth, form):
         {"honeypot": "_gotcha", "captcha_provider": "off", "captcha_fail": "open", "allow_cc": "y"},
     )
     assert post_json(client, form.key, {"m": "hi", "_cc": "x@example.com"}).status_code == 200
+
+
+def test_the_setup_tab_offers_the_script_tag(client, auth, form):
+    auth.login(OWNER)
+    html = client.get(f"/forms/{form.key}/setup").get_data(as_text=True)
+    assert "&lt;script src=&#34;http://forms.test/formrelay.js&#34; defer&gt;" in html or (
+        '&lt;script src="http://forms.test/formrelay.js" defer&gt;' in html
+    )
