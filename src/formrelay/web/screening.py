@@ -13,6 +13,7 @@ import time
 from flask import Flask, current_app, request
 
 from ..extensions import db, limiter
+from ..ingest import group_commit
 from ..services import akismet, spam
 from ..services.captcha import (
     USED_TOKEN_SECONDS,
@@ -45,7 +46,13 @@ def init_app(app: Flask, settings: Settings) -> None:
             db.session.rollback()  # no transaction kept open by a read on the hot path
 
     app.extensions[_POLICIES] = spam.PolicyCache(load)
-    app.extensions[_COUNTERS] = SharedCounters(settings.ratelimit_storage_uri)
+    # The same counters as group commit's ceilings: one connection, one outage logged.
+    ceilings = group_commit(app).ceilings
+    app.extensions[_COUNTERS] = (
+        ceilings.counters
+        if ceilings is not None and isinstance(ceilings.counters, SharedCounters)
+        else SharedCounters(settings.ratelimit_storage_uri)
+    )
 
 
 def counters(app: Flask | None = None) -> SharedCounters:
