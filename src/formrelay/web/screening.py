@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from flask import Flask, current_app, request
 
@@ -26,6 +28,7 @@ from ..services.errors import SubmissionRejected
 from ..services.submissions import PAGE_LOAD, PreparedSubmission, SubmissionMeta, prepare_submission
 from ..settings import Settings, get_settings
 
+View = TypeVar("View", bound=Callable[..., Any])
 _POLICIES = "formrelay.policies"
 _COUNTERS = "formrelay.counters"
 VERIFY_URLS = {
@@ -89,13 +92,14 @@ def form_client_key() -> str:
     return f"{_form_key()}|{client_address()}"
 
 
-def limited(view):  # type: ignore[no-untyped-def]
+def limited(view: View) -> View:
     """The public endpoint's limits: per client address per form, and per client address
     over all forms. 429 RATE_LIMITED with Retry-After (web/errors.py)."""
-    view = limiter.shared_limit(
+    wrapped = limiter.shared_limit(
         global_rate_limit, scope="public-all-forms", key_func=client_address, methods=["POST"]
     )(view)
-    return limiter.limit(form_rate_limit, key_func=form_client_key, methods=["POST"])(view)
+    wrapped = limiter.limit(form_rate_limit, key_func=form_client_key, methods=["POST"])(wrapped)
+    return cast(View, wrapped)
 
 
 # -- the checks -----------------------------------------------------------------------------------
@@ -121,20 +125,16 @@ def prepare(key: str, fields: list[tuple[str, str]], meta: SubmissionMeta) -> Pr
     spam.check_next(policy, prepared.next_url)
     reason = _captcha_reason(policy, fields, meta)
     config = get_settings()
+    loaded = _seconds_since_load(policy, fields, config)
     if reason is None:
         reason = spam.content_reason(
             policy,
             prepared.fields,
             reply_to=prepared.reply_to,
             remote_addr=meta.remote_addr,
-            seconds_since_load=_seconds_since_load(policy, fields, config),
+            seconds_since_load=loaded,
         )
-    if (
-        reason is None
-        and policy.min_seconds
-        and _stamp(fields)
-        and _seconds_since_load(policy, fields, config) is None
-    ):
+    if reason is None and policy.min_seconds and _stamp(fields) and loaded is None:
         reason = "its page-load time was not signed by formrelay.js"
     ask_akismet = policy.akismet and config.akismet_api_key and policy is not spam.NO_FORM
     if (
