@@ -4,6 +4,7 @@ spam), in the JSON and the browser shape."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -164,41 +165,65 @@ def test_cc_is_refused_naming_the_field_unless_the_owner_allows_it(client, app):
     assert [d.cc for d in deliveries_of(a.id)] == [["victim@example.com"]]
 
 
-def test_the_migration_turns_cc_off_for_existing_forms(tmp_path):
-    """A database at 0005 with a form, upgraded: the form's _cc is off, its lists empty.
-    Downgraded again, the form keeps its submissions."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path) -> Iterator[str]:
+    """An empty database of the test's own, to migrate step by step."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.sqlite3'}"
+        return
+    from ..conftest import NoPostgres, ScratchPostgresDatabase
+
+    try:
+        scratch = ScratchPostgresDatabase()
+    except NoPostgres as exc:
+        pytest.skip(str(exc))
+    try:
+        yield scratch.url
+    finally:
+        scratch.drop()
+
+
+def test_the_migration_turns_cc_off_for_existing_forms(empty_database, tmp_path):
+    """A database at 0005 with a form and a submission, upgraded: the form's _cc is off, its
+    lists empty, its submission kept. Downgraded again, the submission is still there."""
     from flask_migrate import downgrade, upgrade
-    from sqlalchemy import text
+    from sqlalchemy import inspect, text
 
     from formrelay import create_app
 
-    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
-    app = create_app({"database_url": url, "instance_path": tmp_path / "i", "secret_key": "x"})
+    app = create_app(
+        {"database_url": empty_database, "instance_path": tmp_path / "i", "secret_key": "x"}
+    )
     with app.app_context():
         upgrade(revision="0005")
         with db.engine.begin() as conn:
             conn.execute(
                 text(
                     "INSERT INTO users (email, role_id, created_at, disabled, timezone, "
-                    "session_version) SELECT 'o@example.com', id, '2026-01-01', 0, 'UTC', 1 "
+                    "session_version) SELECT 'o@example.com', id, '2026-01-01', false, 'UTC', 1 "
                     "FROM roles WHERE name = 'admin'"
                 )
             )
             conn.execute(
                 text(
                     "INSERT INTO forms (key, name, owner_id, enabled, store_only, created_at) "
-                    "VALUES ('oldform', 'Old', 1, 1, 0, '2026-01-01')"
+                    "SELECT 'oldform', 'Old', id, true, false, '2026-01-01' FROM users"
                 )
             )
             conn.execute(
                 text(
                     "INSERT INTO submissions (form_id, created_at, fields, cc, is_spam) "
-                    "SELECT id, '2026-01-01 10:00:00', '[[\"m\", \"hi\"]]', '[]', 0 FROM forms"
+                    "SELECT id, '2026-01-01 10:00:00', '[[\"m\", \"hi\"]]', '[]', false "
+                    "FROM forms"
                 )
             )
+
+        def submissions() -> int:
+            with db.engine.connect() as conn:
+                return int(conn.execute(text("SELECT count(*) FROM submissions")).scalar_one())
+
         upgrade()
-        with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM submissions")).scalar_one() == 1
+        assert submissions() == 1
         form = db.session.scalar(select(Form).where(Form.key == "oldform"))
         assert form is not None
         assert (form.allow_cc, form.allowed_domains, form.honeypot, form.captcha_provider) == (
@@ -214,10 +239,9 @@ def test_the_migration_turns_cc_off_for_existing_forms(tmp_path):
         )
         db.session.remove()
         downgrade(revision="0005")
-        with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM submissions")).scalar_one() == 1
-            columns = [row[1] for row in conn.execute(text("PRAGMA table_info(forms)"))]
-        assert "allow_cc" not in columns and "honeypot" not in columns
+        assert submissions() == 1
+        columns = {c["name"] for c in inspect(db.engine).get_columns("forms")}
+        assert not {"allow_cc", "honeypot", "allowed_domains"} & columns
         upgrade()
         db.engine.dispose()
 
