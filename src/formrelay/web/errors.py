@@ -189,12 +189,16 @@ def register(app: Flask) -> None:
 def _retry_after() -> int:
     """Seconds until the limit this request broke lets another through (at least 1)."""
     broken = limiter.current_limit
+    if broken is None:
+        return 60
     try:
-        reset_at = broken.reset_at if broken is not None else 0
+        reset_at = broken.reset_at
     except Exception:  # the storage went away meanwhile: a minute is a fair guess
         log.warning("could not read the rate limit's window", exc_info=True)
         return 60
-    return max(1, math.ceil(reset_at - time.time()))
+    # Never longer than the window itself (the storage's expiry may round up a second).
+    window = broken.limit.get_expiry()
+    return max(1, min(window, math.ceil(reset_at - time.time())))
 
 
 def _http_message(exc: HTTPException) -> str:
