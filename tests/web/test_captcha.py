@@ -13,7 +13,7 @@ from formrelay.models import Delivery
 
 from ..factories import make_form
 from ..providers import FakeProvider
-from .shapes import assert_accepted, assert_refused, post_json, stored
+from .shapes import BROWSER, assert_accepted, assert_refused, post_json, stored
 
 SITE = "https://www.example.org"
 # provider -> (the widget's field, what its siteverify says for a good token)
@@ -198,6 +198,11 @@ def test_a_form_that_fails_closed_answers_503_and_stores_nothing(
         503,
         [{"code": "CAPTCHA_UNAVAILABLE", "message": message}],
     )
+    r = client.post(
+        f"/f/{form.key}", data={"message": "hi", field: "t2"}, headers={"Accept": BROWSER}
+    )
+    assert (r.status_code, r.mimetype) == (503, "text/html")
+    assert message in r.text and "Retry-After" in r.headers
     assert stored() == []
     if unreachable:  # fixture teardown stops it again
         provider.server = type(
