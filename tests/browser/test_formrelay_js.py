@@ -120,6 +120,34 @@ def test_a_503_is_retried_with_backoff_and_then_succeeds(
     assert len(formrelay.submissions()) == 1
 
 
+class BrokenFirst:
+    """The first POST gets a proxy's error page without CORS headers: to the page's fetch
+    that is a network error, as a dropped connection is."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.broken = app, True
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] == "POST" and self.broken:
+            self.broken = False
+            start_response("502 Bad Gateway", [("Content-Type", "text/html")])
+            return [b"<h1>Bad gateway</h1>"]
+        return self.app(environ, start_response)
+
+
+def test_a_network_error_is_retried_too(
+    page: Page, site: FormSite, formrelay: LiveFormrelay, formrelay_server
+) -> None:
+    form = make_form(db.session)
+    formrelay_server.app = BrokenFirst(formrelay.app)
+    page.goto(contact_page(site, formrelay, form.key))
+    page.get_by_label("Message").fill("Hello")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_have_text("Thanks, Ann!", timeout=10_000)
+    assert len(formrelay.requests_to(f"/f/{form.key}", "POST")) == 2
+    assert len(formrelay.submissions()) == 1
+
+
 def test_three_503s_give_up_saying_so(
     page: Page, site: FormSite, formrelay: LiveFormrelay, formrelay_server
 ) -> None:
