@@ -71,14 +71,21 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def wrk(url: str, seconds: int, connections: int, workdir: Path) -> dict[str, float]:
-    """Peak throughput: wrk, closed loop, POSTing the 5-field form."""
+def wrk(
+    url: str,
+    seconds: int,
+    connections: int,
+    workdir: Path,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """Peak throughput: wrk, closed loop, POSTing the 5-field form (with `headers` too)."""
     script = workdir / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         f'wrk.body = "{BODY}"\n'
         f'wrk.headers["Content-Type"] = "{FORM_CT}"\n'
         'wrk.headers["Accept"] = "application/json"\n'
+        + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
     )
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
@@ -296,6 +303,12 @@ class Stack:
             "MAIL_PORT": str(mail.port),
             "MAIL_DEFAULT_SENDER": "formrelay@example.com",
             "FORMRELAY_WORKER_POLL_SECONDS": "0.2",
+            # The load generator is one address: no per-address limits or hourly ceilings
+            # (the spam scenario sets its form's own limit, in Redis).
+            "FORMRELAY_RATE_LIMIT": "100000000/minute",
+            "FORMRELAY_RATE_LIMIT_GLOBAL": "100000000/minute",
+            "FORMRELAY_NOTIFY_LIMIT_PER_FORM": "0",
+            "FORMRELAY_NOTIFY_LIMIT_GLOBAL": "0",
             "PORT": str(self.port),
             **(extra or {}),
         }
@@ -499,6 +512,88 @@ def bench_ingest(
     }
 
 
+# The spam scenario's Redis: the machine's, a database number of the benchmark's own.
+SPAM_REDIS = "redis://127.0.0.1:6379/14"
+SPAM_ORIGIN = "https://www.example.org"
+
+
+def bench_spam(db: Database, seconds: int, workdir: Path, report: dict[str, Any]) -> None:
+    """Issue 8's cost: ingest to a form with allowed domains, a rate limit counted in Redis
+    and the content rules on, beside the same run's plain form on a server with the default
+    (in-memory) limits. Rounds alternate plain, guarded, plain, guarded: the machine's
+    drift falls on both."""
+    mail = MailSink()
+    with mail.running():
+        plain = Stack(workdir, db, mail)
+        plain_url = plain.prepare().replace(
+            plain.env["FORMRELAY_BASE_URL"], f"http://127.0.0.1:{plain.port}"
+        )
+        guarded = Stack(workdir, db, mail, {"RATELIMIT_STORAGE_URI": SPAM_REDIS})
+        key = guarded.cli("form", "create", "--name", "Guarded", "--to", "owner@example.com")
+        key = key.strip().splitlines()[-1].rsplit("/", 1)[1]
+        guarded.cli(
+            "form",
+            "update",
+            key,
+            "--allowed-domains",
+            "example.org,*.example.org,*.example.net",
+            # High enough that the load generator (one address) is never refused: every
+            # request still counts in Redis, which is the cost measured.
+            "--rate-limit",
+            "100000000/minute;1000000000/day",
+            "--max-links",
+            "3",
+            "--blocked-words",
+            "casino,viagra,cheap pills,crypto giveaway,seo services",
+            "--blocked-senders",
+            "@spam.example,bad@example.com",
+            "--blocked-addresses",
+            "203.0.113.0/24,198.51.100.0/24,2001:db8::/32",
+            "--min-seconds",
+            "2",
+            "--honeypot",
+            "website",
+        )
+        guarded_url = f"http://127.0.0.1:{guarded.port}/f/{key}"
+        # For the split of the cost: the plain form on the guarded server (Redis limits).
+        plain_key = plain_url.rsplit("/", 1)[1]
+        plain_redis_url = f"http://127.0.0.1:{guarded.port}/f/{plain_key}"
+        rounds: dict[str, list[dict[str, float]]] = {"plain": [], "guarded": [], "plain_redis": []}
+        try:
+            for _ in range(2):
+                plain.start_web()
+                # Both send the Origin a browser sends (flask-cors answers it for both).
+                rounds["plain"].append(
+                    wrk(plain_url, seconds, 32, workdir, {"Origin": SPAM_ORIGIN})
+                )
+                plain.stop()
+                guarded.start_web()
+                rounds["guarded"].append(
+                    wrk(guarded_url, seconds, 32, workdir, {"Origin": SPAM_ORIGIN})
+                )
+                rounds["plain_redis"].append(
+                    wrk(plain_redis_url, seconds, 32, workdir, {"Origin": SPAM_ORIGIN})
+                )
+                guarded.stop()
+        finally:
+            plain.stop()
+            guarded.stop()
+    plain_rps = sum(r["rps"] for r in rounds["plain"]) / len(rounds["plain"])
+    guarded_rps = sum(r["rps"] for r in rounds["guarded"]) / len(rounds["guarded"])
+    plain_redis_rps = sum(r["rps"] for r in rounds["plain_redis"]) / len(rounds["plain_redis"])
+    report["spam"][db.name] = {
+        "plain_rps": plain_rps,
+        "guarded_rps": guarded_rps,
+        "plain_redis_rps": plain_redis_rps,
+        "ratio": guarded_rps / plain_rps,
+        # What the Redis-counted limits alone cost, and the form's rules beyond them.
+        "redis_limits_ratio": plain_redis_rps / plain_rps,
+        "rules_ratio": guarded_rps / plain_redis_rps,
+        "rounds": rounds,
+        "guarded_non_2xx": sum(r["non_2xx"] for r in rounds["guarded"]),
+    }
+
+
 def enqueue(db: Database, workdir: Path, n: int, mail: MailSink) -> Stack:
     """A form and `n` pending deliveries, stored through the domain function in bulk."""
     stack = Stack(workdir, db, mail)
@@ -684,6 +779,13 @@ def targets(report: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
             out.append((f"ingest_{name}_no_worker_vs_baseline", versus, "report", True))
         lost = r["acknowledged"] - r["stored"]
         out.append((f"ingest_{name}_acknowledged_not_stored", lost, "<=0", lost <= 0))
+    for name, r in report.get("spam", {}).items():
+        # Within 15% of the plain form, and every guarded post accepted.
+        out.append((f"spam_{name}_guarded_vs_plain", r["ratio"], ">=0.85", r["ratio"] >= 0.85))
+        bad = r["guarded_non_2xx"]
+        out.append((f"spam_{name}_guarded_refused", bad, "<=0", bad <= 0))
+        out.append((f"spam_{name}_redis_limits_only", r["redis_limits_ratio"], "report", True))
+        out.append((f"spam_{name}_rules_beyond_redis", r["rules_ratio"], "report", True))
     for name, r in report.get("isolation", {}).items():
         out.append((f"isolation_{name}_p99_ratio", r["ratio"], "<=1.2", r["ratio"] <= 1.2))
     d = report.get("delivery", {})
@@ -749,7 +851,10 @@ def write_report(report: dict[str, Any], rows: list[tuple[str, float, str, bool]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
-    parser.add_argument("--only", default="servers,ingest,delivery,memory,dashboard")
+    parser.add_argument("--only", default="servers,ingest,spam,delivery,memory,dashboard")
+    parser.add_argument(
+        "--spam-db", default="sqlite,postgresql", help="the spam section's databases"
+    )
     parser.add_argument(
         "--dashboard-rows",
         type=int,
@@ -767,6 +872,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     for tool in ("wrk", "hey"):
+        if tool == "hey" and set(args.only.split(",")) <= {"spam", "servers"}:
+            continue  # only the paced runs (ingest) use hey
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run scripts/ensure-bench-deps (make bench does)")
     seconds = 4 if args.quick else 10
@@ -777,6 +884,7 @@ def main() -> None:
         "server": procfile_web(),
         "ingest": {},
         "isolation": {},
+        "spam": {},
     }
     with tempfile.TemporaryDirectory(prefix="formrelay-bench-") as tmp:
         workdir = Path(tmp)
@@ -793,6 +901,22 @@ def main() -> None:
                     sub = workdir / f"run-{db.name}"
                     sub.mkdir()
                     bench_ingest(db, seconds, sub, report, baseline)
+                finally:
+                    db.drop()
+        if "spam" in parts:
+            (workdir / "spam-sqlite").mkdir()
+            wanted = args.spam_db.split(",")
+            candidates = [
+                Database.sqlite(workdir / "spam-sqlite") if "sqlite" in wanted else None,
+                Database.postgresql() if "postgresql" in wanted else None,
+            ]
+            for db in candidates:
+                if db is None:
+                    continue
+                try:
+                    sub = workdir / f"spam-{db.name}"
+                    sub.mkdir(exist_ok=True)
+                    bench_spam(db, seconds, sub, report)
                 finally:
                     db.drop()
         if "servers" in parts:

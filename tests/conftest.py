@@ -194,6 +194,12 @@ def app_config(database_url: str, tmp_path: Path) -> dict[str, object]:
         "instance_path": tmp_path / "instance",
         "secret_key": "test-secret",
         "base_url": BASE_URL,
+        # Tests post far more than a visitor would; those about the limits and ceilings
+        # set their own (tests/test_spam.py).
+        "rate_limit": "100000/minute",
+        "rate_limit_global": "100000/minute",
+        "notify_limit_per_form": 0,
+        "notify_limit_global": 0,
     }
 
 

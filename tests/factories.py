@@ -49,8 +49,10 @@ def make_form(
     redirect_url: str | None = None,
     subject: str | None = None,
     owner: User | None = None,
+    **spam_settings: object,
 ) -> Form:
-    """A committed form (so that requests in other sessions see it)."""
+    """A committed form (so that requests in other sessions see it). `spam_settings` are
+    Form columns set as given (allow_cc=True, allowed_domains=[...], max_links=0...)."""
     _begin_write(session)
     form = forms.create_form(
         session,
@@ -62,6 +64,10 @@ def make_form(
         verified=verified,
     )
     form.enabled = enabled
+    for name, value in spam_settings.items():
+        if not hasattr(Form, name):
+            raise TypeError(f"Form has no column {name}")
+        setattr(form, name, value)
     session.commit()
     return form
 

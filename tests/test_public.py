@@ -21,7 +21,11 @@ BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.
 
 @pytest.fixture
 def form(app):
-    return make_form(db.session, recipients=["owner@example.com", "team@example.com"])
+    # _cc allowed: these tests are about what _cc does (tests/test_spam.py: that it is off
+    # unless the owner allows it).
+    return make_form(
+        db.session, recipients=["owner@example.com", "team@example.com"], allow_cc=True
+    )
 
 
 def stored() -> list[Submission]:

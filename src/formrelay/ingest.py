@@ -21,7 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .db import DATABASE_AWAY, begin_write, locks_whole_database
 from .extensions import db
-from .services.outbox import StoredSubmission, load_targets, store_submissions
+from .services.counters import SharedCounters
+from .services.outbox import (
+    NotificationCeilings,
+    StoredSubmission,
+    load_targets,
+    store_submissions,
+)
 from .services.submissions import PreparedSubmission
 from .settings import get_settings
 
@@ -32,8 +38,15 @@ _EXTENSION = "formrelay.ingest"
 def init_app(app: Flask) -> None:
     """Give the app its group commit, on the app's database engine."""
     with app.app_context():
+        settings = get_settings(app)
+        # Counted only for forms with a ceiling: with none set anywhere, nothing is counted.
+        ceilings = NotificationCeilings(
+            SharedCounters(settings.ratelimit_storage_uri),
+            settings.notify_limit_per_form,
+            settings.notify_limit_global,
+        )
         app.extensions[_EXTENSION] = GroupCommit(
-            sessionmaker(bind=db.engine), search_index=get_settings(app).search_index
+            sessionmaker(bind=db.engine), search_index=settings.search_index, ceilings=ceilings
         )
 
 
@@ -73,8 +86,10 @@ class GroupCommit:
         *,
         max_batch: int = 256,
         search_index: bool = True,
+        ceilings: NotificationCeilings | None = None,
     ) -> None:
         self.session_factory = session_factory
+        self.ceilings = ceilings
         self.search_index = search_index
         self.max_batch = max_batch
         self._queue: list[_Item] = []
@@ -151,6 +166,7 @@ class GroupCommit:
                     [(i.key, i.prepared) for i in batch],
                     targets,
                     search_index=self.search_index,
+                    ceilings=self.ceilings,
                 )
                 session.commit()
             for item, result in zip(batch, results, strict=True):

@@ -139,6 +139,38 @@ class Form(Base):
     store_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[timestamp]
 
+    # -- spam and abuse (services/spam.py reads these through its per-process cache) --
+    # Hosts (exact, or "*.example.com") the form may be posted from; empty: any.
+    allowed_domains: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # With allowed domains: whether a request with neither Origin nor Referer is accepted.
+    allow_headerless: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
+    # Flask-Limiter's notation ("5/minute;100/day") per client address; None: the default.
+    rate_limit: Mapped[str | None] = mapped_column(String(200))
+    # turnstile, hcaptcha, recaptcha-v2, recaptcha-v3; None: no CAPTCHA.
+    captcha_provider: Mapped[str | None] = mapped_column(String(16))
+    captcha_secret: Mapped[str | None] = mapped_column(String(255))
+    captcha_threshold: Mapped[float] = mapped_column(Float, default=0.5, server_default="0.5")
+    captcha_action: Mapped[str | None] = mapped_column(String(100))
+    # The provider unreachable: store as suspected spam (open) or answer 503 (closed).
+    captcha_fail_open: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=text("true")
+    )
+    # _cc mails addresses the submitter chooses: only where the owner says so.
+    allow_cc: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    honeypot: Mapped[str] = mapped_column(String(64), default="_gotcha", server_default="_gotcha")
+    # Content rules: a hit stores the submission as suspected spam with its reason.
+    max_links: Mapped[int | None] = mapped_column(Integer)
+    blocked_words: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    blocked_senders: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    blocked_addresses: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    min_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Whether Akismet (when AKISMET_API_KEY is set) judges this form's submissions.
+    akismet: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    # Notifications an hour at most; None: FORMRELAY_NOTIFY_LIMIT_PER_FORM.
+    notify_limit: Mapped[int | None] = mapped_column(Integer)
+
     owner: Mapped[User] = relationship(back_populates="forms")
     recipients: Mapped[list[Recipient]] = relationship(
         back_populates="form", cascade="all, delete-orphan", order_by="Recipient.id"

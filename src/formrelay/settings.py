@@ -75,6 +75,19 @@ class Settings:
 
     trusted_proxies: int = 0
 
+    # Spam and abuse (docs/spam.md). Limits in Flask-Limiter's notation, per client address.
+    rate_limit: str = "10/minute;200/day"  # per form, for forms that set none
+    rate_limit_global: str = "60/minute;2000/day"  # over all forms together
+    turnstile_verify_url: str = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
+    hcaptcha_verify_url: str = "https://api.hcaptcha.com/siteverify"
+    recaptcha_verify_url: str = "https://www.google.com/recaptcha/api/siteverify"
+    captcha_timeout: float = 3.0
+    akismet_api_key: str = field(default="", repr=False)
+    akismet_url: str = "https://rest.akismet.com/1.1/comment-check"
+    # Notifications an hour (0: no ceiling): per form unless the form sets its own, and in all.
+    notify_limit_per_form: int = 500
+    notify_limit_global: int = 5000
+
     max_body_bytes: int = 100 * 1024
     max_fields: int = 200
     # Keep the search index at ingest (off only to measure ingest without it).
@@ -164,6 +177,16 @@ FIELD_TO_VAR = {
     "ses_rate_refresh_seconds": "FORMRELAY_SES_RATE_REFRESH_SECONDS",
     "ses_quota_retry_seconds": "FORMRELAY_SES_QUOTA_RETRY_SECONDS",
     "trusted_proxies": "FORMRELAY_TRUSTED_PROXIES",
+    "rate_limit": "FORMRELAY_RATE_LIMIT",
+    "rate_limit_global": "FORMRELAY_RATE_LIMIT_GLOBAL",
+    "turnstile_verify_url": "FORMRELAY_TURNSTILE_VERIFY_URL",
+    "hcaptcha_verify_url": "FORMRELAY_HCAPTCHA_VERIFY_URL",
+    "recaptcha_verify_url": "FORMRELAY_RECAPTCHA_VERIFY_URL",
+    "captcha_timeout": "FORMRELAY_CAPTCHA_TIMEOUT",
+    "akismet_api_key": "AKISMET_API_KEY",
+    "akismet_url": "FORMRELAY_AKISMET_URL",
+    "notify_limit_per_form": "FORMRELAY_NOTIFY_LIMIT_PER_FORM",
+    "notify_limit_global": "FORMRELAY_NOTIFY_LIMIT_GLOBAL",
     "max_body_bytes": "FORMRELAY_MAX_BODY_BYTES",
     "max_fields": "FORMRELAY_MAX_FIELDS",
     "search_index": "FORMRELAY_SEARCH_INDEX",
@@ -184,7 +207,13 @@ ALIASES = {
     "AWS_SECRET_ACCESS_KEY": ("AWS_SECRET_KEY",),
     "AWS_REGION": ("AWS_DEFAULT_REGION",),
 }
-SECRET_FIELDS = {"secret_key", "mail_password", "aws_secret_access_key", "sns_password"}
+SECRET_FIELDS = {
+    "secret_key",
+    "mail_password",
+    "aws_secret_access_key",
+    "sns_password",
+    "akismet_api_key",
+}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -273,6 +302,26 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
             f"not {s.ratelimit_storage_uri!r}"
         )
 
+    for name in ("rate_limit", "rate_limit_global"):
+        if not valid_rate_limit(getattr(s, name)):
+            raise ConfigError(
+                f'{FIELD_TO_VAR[name]} must be limits such as "10/minute;200/day", '
+                f"not {getattr(s, name)!r}"
+            )
+    for name in (
+        "turnstile_verify_url",
+        "hcaptcha_verify_url",
+        "recaptcha_verify_url",
+        "akismet_url",
+    ):
+        parts = urlsplit(getattr(s, name))
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"{FIELD_TO_VAR[name]} must be an http(s) URL, not {getattr(s, name)!r}"
+            )
+    if s.captcha_timeout <= 0:
+        raise ConfigError("FORMRELAY_CAPTCHA_TIMEOUT must be more than 0")
+
     if s.admin_email:
         try:
             changes["admin_email"] = normalize_email(s.admin_email, "FORMRELAY_ADMIN").lower()
@@ -340,6 +389,16 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
     if s.mail_timeout <= 0:  # smtplib takes 0 for a non-blocking socket: every send would fail
         raise ConfigError("FORMRELAY_MAIL_TIMEOUT must be more than 0")
     return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
+
+
+def valid_rate_limit(text: str) -> bool:
+    """Whether `text` is one or more limits in Flask-Limiter's notation ("5/minute;100/day")."""
+    from limits import parse_many
+
+    try:
+        return bool(text.strip()) and bool(parse_many(text))
+    except ValueError:
+        return False
 
 
 def local_url(host: str, port: int) -> str:

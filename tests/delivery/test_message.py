@@ -127,7 +127,7 @@ def test_the_subject_prefix_comes_from_the_environment(subject_prefix: str, send
 
 def test_addresses_in_headers_and_envelope(send: Send) -> None:
     [received] = send(
-        make_form(db.session),
+        make_form(db.session, allow_cc=True),
         {
             "email": "ann@example.com",
             "message": "hi",
@@ -243,7 +243,7 @@ def test_a_retried_delivery_keeps_its_message_id(
 # -- the fields ------------------------------------------------------------------------------
 def test_special_fields_are_never_shown_as_data(send: Send) -> None:
     [received] = send(
-        make_form(db.session),
+        make_form(db.session, allow_cc=True),
         {
             "name": "Ann",
             "_replyto": "ann@example.com",
@@ -371,7 +371,7 @@ def test_formspree_special_names_are_hidden_and_other_underscored_names_shown(
 ) -> None:
     value = {"_replyto": "x@example.org", "_next": "https://x.example/", "_cc": "c@example.org"}
     fields = {"message": "hi", name: value.get(name, "" if name == "_gotcha" else "de")}
-    [received] = send(make_form(db.session), fields)
+    [received] = send(make_form(db.session, allow_cc=True), fields)
     text, html = parts(received.message)
 
     assert (f"\n{name}:\n" in text) is shown
@@ -432,7 +432,7 @@ def utf8_server(
 def test_idn_addresses_go_idna_encoded_in_headers_and_envelope(
     utf8_server: MailServer, app: Flask, client: FlaskClient
 ) -> None:
-    form = make_form(db.session, recipients=["owner@bücher.de"])
+    form = make_form(db.session, recipients=["owner@bücher.de"], allow_cc=True)
     response = client.post(
         f"/f/{form.key}",
         data={"message": "hi", "_cc": "ann@müller.example", "_replyto": "bob@café.example"},

@@ -121,7 +121,7 @@ def test_ses_sends_the_notification_as_raw_mime(
 ) -> None:
     submit(
         client,
-        make_form(db.session),
+        make_form(db.session, allow_cc=True),
         email="ann@example.com",
         message="Grüße, Zoë",
         _cc="bob@example.com",
@@ -154,7 +154,7 @@ def test_ses_sends_the_notification_as_raw_mime(
 def test_ses_gets_idn_addresses_idna_encoded(
     verified_sender: SES, app: Flask, client: FlaskClient
 ) -> None:
-    form = make_form(db.session, recipients=["owner@bücher.de"])
+    form = make_form(db.session, recipients=["owner@bücher.de"], allow_cc=True)
     submit(client, form, message="hi", _cc="ann@müller.example", _replyto="bob@café.example")
 
     assert deliver(app) == ["sent"]

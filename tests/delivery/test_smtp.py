@@ -442,7 +442,7 @@ def test_the_owner_refused_is_not_sent_even_when_a_cc_was_accepted(
     server: SMTPServer, client: FlaskClient, mail_worker: Worker
 ) -> None:
     server.handler.refuse_recipients[OWNER] = "550 5.1.1 No such user here"
-    submit(client, make_form(db.session), message="hi", _cc="copy@example.com")
+    submit(client, make_form(db.session, allow_cc=True), message="hi", _cc="copy@example.com")
 
     assert statuses(mail_worker.drain()) == ["dead"]
 

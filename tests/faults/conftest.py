@@ -338,6 +338,11 @@ class Stack:
             "DATABASE_URL": self.database_url,
             "FORMRELAY_INSTANCE_PATH": str(self.workdir / "instance"),
             "FORMRELAY_BASE_URL": "https://forms.example.com",
+            # The load comes from one address: no per-address limits or hourly ceilings.
+            "FORMRELAY_RATE_LIMIT": "1000000/minute",
+            "FORMRELAY_RATE_LIMIT_GLOBAL": "1000000/minute",
+            "FORMRELAY_NOTIFY_LIMIT_PER_FORM": "0",
+            "FORMRELAY_NOTIFY_LIMIT_GLOBAL": "0",
             "PORT": str(self.port),
             "WEB_CONCURRENCY": "2",
             "MAIL_BACKEND": "smtp",

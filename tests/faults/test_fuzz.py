@@ -346,7 +346,7 @@ def regressions(key: str) -> list[Post]:
 def keys(app) -> list[str]:
     """An enabled form, a disabled one, one without verified recipients."""
     return [
-        make_form(db.session).key,
+        make_form(db.session, allow_cc=True).key,
         make_form(db.session, enabled=False).key,
         make_form(db.session, verified=False).key,
     ]

@@ -26,6 +26,7 @@ FORM_PAGES = [
     ("GET", "/forms/{key}/setup"),
     ("GET", "/forms/{key}/delete"),
     ("POST", "/forms/{key}/settings"),
+    ("POST", "/forms/{key}/spam"),
     ("POST", "/forms/{key}/recipients"),
     ("POST", "/forms/{key}/recipients/{rid}/resend"),
     ("POST", "/forms/{key}/recipients/{rid}/remove"),
@@ -589,7 +590,7 @@ def test_the_set_up_tab_gives_paste_ready_code(client: FlaskClient, auth: AuthAc
     ):
         assert f"<td><code>{name}</code></td>" in html
     targets = re.findall(r'data-clipboard-target="#([\w-]+)"', html)  # copy buttons
-    assert len(targets) == 5 and all(f'id="{t}"' in html for t in targets)
+    assert len(targets) == 6 and all(f'id="{t}"' in html for t in targets)
     tabs = re.search(r'<nav class="tabs" aria-label="Form">(.*?)</nav>', html, re.S)
     assert tabs
     assert f'href="/forms/{form.key}"' in tabs.group(1)

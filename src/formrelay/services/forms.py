@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..models import Form, Recipient, SubmissionCount, User, utcnow
+from . import spam
 from .addresses import normalize_email
 from .errors import Conflict, FormNotFound, InvalidInput, NotFound, SubmissionRejected
 from .outbox import queue_mail
@@ -105,6 +106,8 @@ def update_form(
     # Every value is checked before anything changes, so that a refusal leaves the form whole.
     name = None if changes.name is None else _name(changes.name)
     redirect = None if changes.redirect_url is None else _redirect(changes.redirect_url)
+    if changes.redirect_url is not None:
+        spam.check_redirect_allowed(form.allowed_domains or [], redirect)
     subject = None if changes.subject is None else _subject(changes.subject)
     adding = [_address(raw) for raw in changes.add_recipients]
     removing = [_address(raw).lower() for raw in changes.remove_recipients]
@@ -138,6 +141,7 @@ def update_form(
     if [(r.email, r.verified) for r in form.recipients] != before:
         changed.append("recipients")
     session.flush()
+    spam.forget_policy(form.key)
     return changed
 
 

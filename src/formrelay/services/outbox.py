@@ -6,14 +6,16 @@ of the whole batch keep the request path lean. Nothing here commits.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from datetime import UTC, datetime
+from typing import Protocol, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from ..models import Delivery, DeliveryStatus, Form, Recipient, Submission, utcnow
+from ..models import Delivery, DeliveryStatus, Form, Recipient, Submission, User, utcnow
 from . import search
 from .errors import DomainError, FormDisabled, FormNotFound
 from .submissions import PreparedSubmission
@@ -21,6 +23,7 @@ from .submissions import PreparedSubmission
 # Core tables: the batch insert skips the ORM's unit of work on the request path.
 _DELIVERIES = cast(Table, Delivery.__table__)
 _FORMS, _RECIPIENTS = cast(Table, Form.__table__), cast(Table, Recipient.__table__)
+_USERS = cast(Table, User.__table__)
 # Built once: these run in every group commit, and building a statement costs more than
 # running it.
 # Each form with its verified recipients, in the order they were added: one row per
@@ -32,8 +35,12 @@ _TARGETS = (
         _FORMS.c.enabled,
         _FORMS.c.redirect_url,
         _FORMS.c.store_only,
+        _FORMS.c.name,
+        _FORMS.c.notify_limit,
+        _USERS.c.email.label("owner_email"),
         _RECIPIENTS.c.email,
     )
+    .join(_USERS, _USERS.c.id == _FORMS.c.owner_id)
     .outerjoin(_RECIPIENTS, and_(_RECIPIENTS.c.form_id == _FORMS.c.id, _RECIPIENTS.c.verified))
     .where(_FORMS.c.key.in_(bindparam("keys", expanding=True)))
     .order_by(_FORMS.c.id, _RECIPIENTS.c.id)
@@ -57,6 +64,58 @@ class FormTarget:
     enabled: bool
     redirect_url: str | None
     recipients: tuple[str, ...]  # verified, in the order they were added; none if store-only
+    name: str = ""
+    owner_email: str = ""
+    notify_limit: int | None = None  # None: the default ceiling
+
+
+class Counters(Protocol):
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int: ...
+
+
+@dataclass(frozen=True)
+class NotificationCeilings:
+    """At most so many notifications an hour per form (its own ceiling, else `per_form`)
+    and over all forms (`overall`); 0 means none. Past a ceiling a submission is stored,
+    its notifications held (dead, saying why: "retry" in the dashboard sends them), and
+    the form's owner gets one notice per form and hour."""
+
+    counters: Counters
+    per_form: int = 0
+    overall: int = 0
+
+    def budgets(
+        self, wanted: Mapping[int, tuple[FormTarget, int]], hour: int
+    ) -> dict[int, tuple[int, str]]:
+        """For each form id: (how many of the `wanted` notifications this hour's ceilings
+        leave room for, why the rest are held). One counter step per form and batch."""
+        out: dict[int, tuple[int, str]] = {}
+        for form_id, (form, n) in wanted.items():
+            limit = self.per_form if form.notify_limit is None else form.notify_limit
+            if limit:
+                before = self.counters.incr(f"notify:{form_id}:{hour}", HOUR + 60, n) - n
+                room = max(0, min(n, limit - before))
+                out[form_id] = (room, f"the form's ceiling of {limit} notifications an hour")
+            else:
+                out[form_id] = (n, "")
+        if self.overall:
+            total = sum(room for room, _ in out.values())
+            left = self.overall - (
+                self.counters.incr(f"notify:all:{hour}", HOUR + 60, total) - total
+            )
+            why = f"formrelay's ceiling of {self.overall} notifications an hour over all forms"
+            for form_id, (room, reason) in out.items():
+                take = max(0, min(room, left))
+                left -= take
+                out[form_id] = (take, reason if take == room else why)
+        return out
+
+    def first_notice(self, form: FormTarget, hour: int) -> bool:
+        """Whether the owner is still to be told, this hour, that the form is over."""
+        return self.counters.incr(f"notify-notice:{form.id}:{hour}", HOUR + 60) == 1
+
+
+HOUR = 3600
 
 
 def load_targets(session: Session, keys: Iterable[str]) -> dict[str, FormTarget]:
@@ -76,6 +135,9 @@ def load_targets(session: Session, keys: Iterable[str]) -> dict[str, FormTarget]
             row.enabled,
             row.redirect_url,
             () if row.store_only else tuple(recipients[row.key]),
+            row.name,
+            row.owner_email,
+            row.notify_limit,
         )
         for row in rows
     }
@@ -87,6 +149,7 @@ def store_submissions(
     targets: Mapping[str, FormTarget] | None = None,
     *,
     search_index: bool = True,
+    ceilings: NotificationCeilings | None = None,
 ) -> list[StoredSubmission | DomainError]:
     """Store prepared submissions for the forms with these keys (not committed).
 
@@ -122,14 +185,45 @@ def store_submissions(
         index=search_index,
     )
     deliveries: list[dict[str, object]] = []
+    notices: list[dict[str, object]] = []  # to owners whose forms are over a ceiling
+    hour = int(time.time() // HOUR)
+    budgets: dict[int, tuple[int, str]] = {}
+    if ceilings is not None:
+        wanted: dict[int, tuple[FormTarget, int]] = {}
+        for _, item, form, _ in accepted:
+            if item.spam_reason is None and form.recipients:
+                n = wanted.get(form.id, (form, 0))[1]
+                wanted[form.id] = (form, n + len(form.recipients))
+        budgets = ceilings.budgets(wanted, hour)
     for (index, item, form, next_url), submission_id in zip(accepted, ids, strict=True):
         results[index] = StoredSubmission(submission_id, next_url)
-        if item.spam_reason is None:
+        if item.spam_reason is None and form.recipients:
             cc = _cc_beyond_recipients(item.cc, form.recipients)
-            for n, to in enumerate(form.recipients):
-                deliveries.append(_delivery_row(submission_id, form.id, to, cc if n == 0 else []))
+            rows = [
+                _delivery_row(submission_id, form.id, to, cc if n == 0 else [])
+                for n, to in enumerate(form.recipients)
+            ]
+            held: str | None = None
+            if form.id in budgets:
+                room, why = budgets[form.id]
+                if room < len(rows):
+                    held = why
+                budgets[form.id] = (max(0, room - len(rows)), why)
+            if held is not None:
+                assert ceilings is not None
+                for row in rows:
+                    row.update(
+                        status=DeliveryStatus.DEAD.value,
+                        next_attempt_at=None,
+                        last_error=f"Held, not sent: over {held}. Retry to send it.",
+                    )
+                if ceilings.first_notice(form, hour):
+                    notices.append(_over_the_limit_notice(form, held, hour))
+            deliveries.extend(rows)
     if deliveries:
         connection.execute(_INSERT_DELIVERIES, deliveries)
+    if notices:
+        connection.execute(_INSERT_DELIVERIES, notices)
     return results
 
 
@@ -162,6 +256,24 @@ def queue_mail(
     session.add(delivery)
     session.flush()
     return delivery
+
+
+def _over_the_limit_notice(form: FormTarget, held: str, hour: int) -> dict[str, object]:
+    """The one message an owner gets in an hour when a form's notifications are held."""
+    since = datetime.fromtimestamp(hour * HOUR, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    row = _delivery_row(None, None, form.owner_email, [])
+    row["message"] = {
+        "subject": f"Notifications of {form.name} are held: over {held}",
+        "text": (
+            f'Your form "{form.name}" has reached {held} (the hour from {since}).\n\n'
+            "Its submissions are still stored, nothing is lost: their notifications are\n"
+            'held instead of sent, each marked "Held, not sent" in the dashboard, where\n'
+            '"Retry" sends it. This is the only such message for this form this hour.\n\n'
+            "If the traffic is real, raise the form's ceiling in its settings; if it is\n"
+            "not, the form's spam settings (allowed domains, CAPTCHA, rate limit) stop it.\n"
+        ),
+    }
+    return row
 
 
 def _cc_beyond_recipients(cc: Sequence[str], recipients: Sequence[str]) -> list[str]:
@@ -204,6 +316,8 @@ def _delivery_row(
         "next_attempt_at": now,
         "created_at": now,
         "updated_at": now,
+        # Every row of one executemany has the same keys: held ones carry their reason.
+        "last_error": None,
     }
 
 

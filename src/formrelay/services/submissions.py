@@ -20,10 +20,15 @@ from .urls import http_url
 
 # Fields that steer formrelay (Formspree's names): never stored nor shown as data.
 REPLY_TO, SUBJECT, NEXT, CC, HONEYPOT = "_replyto", "_subject", "_next", "_cc", "_gotcha"
+PAGE_LOAD = "_formrelay"  # formrelay.js: the signed time the page was loaded
 # Formspree's other names, which formrelay accepts and does not act on (yet): hidden too, so
 # a form moved from Formspree does not show them to its owner. Any other `_x` is data.
 IGNORED_FIELDS = frozenset({"_language", "_template", "_format"})
-SPECIAL_FIELDS = frozenset({REPLY_TO, SUBJECT, NEXT, CC, HONEYPOT}) | IGNORED_FIELDS
+SPECIAL_FIELDS = frozenset({REPLY_TO, SUBJECT, NEXT, CC, HONEYPOT, PAGE_LOAD}) | IGNORED_FIELDS
+# The CAPTCHA widgets' answers: verified, never stored as data.
+CAPTCHA_TOKEN_FIELDS = frozenset(
+    {"cf-turnstile-response", "h-captcha-response", "g-recaptcha-response"}
+)
 MAX_SUBJECT = 200
 MAX_CC = 5
 EMAIL_FIELD = "email"  # its value, in any case, is the Reply-To without _replyto
@@ -61,26 +66,34 @@ def check_form(session: Session, key: str) -> None:
         raise FormDisabled()
 
 
-def prepare_submission(fields: list[tuple[str, str]], meta: SubmissionMeta) -> PreparedSubmission:
+def prepare_submission(
+    fields: list[tuple[str, str]],
+    meta: SubmissionMeta,
+    *,
+    honeypot: str = HONEYPOT,
+    allow_cc: bool = False,
+) -> PreparedSubmission:
     """Split the special fields from the data and validate them; touches no database.
 
     A special field sent more than once has every value validated; the first non-blank
     one is used, except `_cc`, whose addresses are all merged (at most MAX_CC in all).
-    Without `_replyto` the first field named email is the Reply-To; every one of them must
-    be an address. A
-    filled honeypot gives a submission marked as spam whatever else it holds, so that it
-    is answered like any success and a bot learns nothing. Raises SubmissionRejected
-    naming every invalid field (once each).
+    `_cc` is refused (CC_NOT_ALLOWED) unless `allow_cc`: it mails addresses the submitter
+    chooses. Without `_replyto` the first field named email is the Reply-To; every one of
+    them must be an address. A filled honeypot (`_gotcha`, or the form's own `honeypot`
+    name) gives a submission marked as spam whatever else it holds, so that it is
+    answered like any success and a bot learns nothing. Raises SubmissionRejected naming
+    every invalid field (once each).
     """
     special: dict[str, list[str]] = {}
     data: list[tuple[str, str]] = []
     for name, value in fields:
-        if name in SPECIAL_FIELDS:
+        if name in SPECIAL_FIELDS or name in CAPTCHA_TOKEN_FIELDS or name == honeypot:
             special.setdefault(name, []).append(value)
         else:
             data.append((name, value))
 
-    if any(value.strip() for value in special.get(HONEYPOT, ())):
+    honeypots = (*special.get(HONEYPOT, ()), *special.get(honeypot, ()))
+    if any(value.strip() for value in honeypots):
         next_url = _lenient_next_url(special.get(NEXT, []), meta)
         return PreparedSubmission(
             data, meta, next_url=next_url, spam_reason="honeypot field was filled"
@@ -103,10 +116,21 @@ def prepare_submission(fields: list[tuple[str, str]], meta: SubmissionMeta) -> P
     except SubmissionRejected as exc:
         errors.extend(exc.errors)
     reply_to = reply_to or email
-    try:
-        cc = _cc_list(special.get(CC, []))
-    except SubmissionRejected as exc:
-        errors.extend(exc.errors)
+    cc_values = [value for value in special.get(CC, []) if value.strip()]
+    if cc_values and not allow_cc:
+        errors.append(
+            FieldError(
+                "CC_NOT_ALLOWED",
+                f"This form does not send copies to other addresses: remove the {CC} "
+                "field, or have the form's owner allow it.",
+                CC,
+            )
+        )
+    else:
+        try:
+            cc = _cc_list(cc_values)
+        except SubmissionRejected as exc:
+            errors.extend(exc.errors)
     try:
         next_url = _first([_next_url(raw, meta) for raw in special.get(NEXT, [])])
     except SubmissionRejected as exc:

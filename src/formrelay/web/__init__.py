@@ -47,7 +47,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     }
     cors.init_app(app, resources={r"/f/*": public_cors, r"/p/*": public_cors})
 
-    from . import auth, errors, health, hooks, main, public, security, templating
+    from . import auth, errors, health, hooks, main, public, screening, security, templating
     from .dashboard import admin, forms, submissions
     from .dashboard import exports as dashboard_exports
 
@@ -56,6 +56,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     csrf.init_app(app)
     _init_login(app)
     _init_limiter(app, settings)
+    screening.init_app(app, settings)
 
     app.register_blueprint(health.bp)
     app.register_blueprint(main.bp)
@@ -87,10 +88,20 @@ def _init_login(app: Flask) -> None:
 def _init_limiter(app: Flask, settings: Settings) -> None:
     app.config.update(
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage_uri,
-        RATELIMIT_HEADERS_ENABLED=True,
+        # No X-RateLimit-* headers on every response: each costs a storage round trip
+        # (Redis) on the public endpoint's hot path. A 429 still says Retry-After
+        # (web/errors.py), from the one limit it broke.
+        RATELIMIT_HEADERS_ENABLED=False,
         # A limit must never turn into a 500: with its storage (Redis) down, each process
         # counts for itself until it is back.
         RATELIMIT_SWALLOW_ERRORS=True,
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
     )
+    if settings.ratelimit_storage_uri.startswith(("redis://", "rediss://")):
+        # A Redis that stops answering (a dropped network, not a refused connection) must
+        # not hold submissions for ever: after a second it counts as down (fallback above).
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {
+            "socket_timeout": 1.0,
+            "socket_connect_timeout": 1.0,
+        }
     limiter.init_app(app)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Sequence
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask_limiter import RateLimitExceeded
 from flask_login import current_user
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ..extensions import db
+from ..extensions import db, limiter
 from ..ingest import StorageUnavailable
 from ..services.errors import DomainError, FieldError
 from ..services.urls import http_url
@@ -23,6 +26,9 @@ STATUS_BY_CODE = {
     "FORM_NOT_FOUND": 404,
     "NOT_FOUND": 404,
     "INACTIVE": 403,
+    "ORIGIN_NOT_ALLOWED": 403,
+    "RATE_LIMITED": 429,
+    "CAPTCHA_UNAVAILABLE": 503,
     "BLOCKED": 403,
     "CONFLICT": 409,
     "TOKEN_INVALID": 400,
@@ -130,7 +136,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError) -> Response:
         _rollback()
-        return error_response(STATUS_BY_CODE.get(exc.code, 400), exc.message, exc.errors)
+        response = error_response(STATUS_BY_CODE.get(exc.code, 400), exc.message, exc.errors)
+        if response.status_code == 503:  # a provider away (CAPTCHA): nothing was stored
+            response.headers["Retry-After"] = "30"
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
@@ -143,6 +152,16 @@ def register(app: Flask) -> None:
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             # The router lists them in a set's order; OPTIONS and views list them sorted.
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return response
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(exc: RateLimitExceeded) -> Response:
+        if request.blueprint == "public":
+            message = "Too many submissions from your address: wait a little, then send again."
+            response = error_response(429, message, [FieldError("RATE_LIMITED", message)])
+        else:
+            response = http_error(exc)
+        response.headers["Retry-After"] = str(_retry_after())
         return response
 
     @app.errorhandler(StorageUnavailable)
@@ -165,6 +184,21 @@ def register(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         _rollback()
         return error_response(500, "Something went wrong on our side. Please try again later.")
+
+
+def _retry_after() -> int:
+    """Seconds until the limit this request broke lets another through (at least 1)."""
+    broken = limiter.current_limit
+    if broken is None:
+        return 60
+    try:
+        reset_at = broken.reset_at
+    except Exception:  # the storage went away meanwhile: a minute is a fair guess
+        log.warning("could not read the rate limit's window", exc_info=True)
+        return 60
+    # Never longer than the window itself (the storage's expiry may round up a second).
+    window = broken.limit.get_expiry()
+    return max(1, min(window, math.ceil(reset_at - time.time())))
 
 
 def _http_message(exc: HTTPException) -> str:

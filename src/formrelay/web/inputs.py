@@ -6,13 +6,18 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     EmailField,
+    FloatField,
     HiddenField,
+    IntegerField,
     PasswordField,
+    SelectField,
     StringField,
     SubmitField,
+    TextAreaField,
     URLField,
 )
-from wtforms.validators import AnyOf, DataRequired, Length
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import AnyOf, DataRequired, Length, NumberRange, Optional
 
 
 class LoginInput(FlaskForm):
@@ -76,6 +81,52 @@ class FormSettingsInput(FlaskForm):
     subject = StringField("Subject of notifications", validators=[Length(max=200)])
     store_only = BooleanField("Store only: keep submissions, send no notifications")
     submit = SubmitField("Save settings")
+
+
+class SpamSettingsInput(FlaskForm):
+    """A form's spam and abuse settings (services/spam.py checks every value)."""
+
+    allowed_domains = TextAreaField("Allowed domains", validators=[Length(max=20_000)])
+    allow_headerless = BooleanField("Accept requests that name no page (no Origin or Referer)")
+    rate_limit = StringField("Rate limit per visitor address", validators=[Length(max=200)])
+    captcha_provider = SelectField(
+        "CAPTCHA",
+        choices=[
+            SelectChoice("off", "Off"),
+            SelectChoice("turnstile", "Cloudflare Turnstile"),
+            SelectChoice("hcaptcha", "hCaptcha"),
+            SelectChoice("recaptcha-v2", "Google reCAPTCHA v2"),
+            SelectChoice("recaptcha-v3", "Google reCAPTCHA v3"),
+        ],
+    )
+    captcha_secret = PasswordField("CAPTCHA secret key", validators=[Length(max=255)])
+    captcha_threshold = FloatField(
+        "reCAPTCHA v3: lowest score accepted",
+        validators=[Optional(), NumberRange(min=0, max=1)],
+    )
+    captcha_action = StringField("reCAPTCHA v3: expected action", validators=[Length(max=100)])
+    captcha_fail = SelectField(
+        "When the CAPTCHA service is unreachable",
+        choices=[
+            SelectChoice("open", "Keep the submission as suspected spam (nothing is lost)"),
+            SelectChoice("closed", "Refuse it with 503 (the visitor tries again)"),
+        ],
+    )
+    allow_cc = BooleanField("Allow _cc: submitters may send copies to addresses they choose")
+    honeypot = StringField("Honeypot field name", validators=[DataRequired(), Length(max=64)])
+    max_links = IntegerField("At most this many links", validators=[Optional(), NumberRange(min=0)])
+    blocked_words = TextAreaField("Blocked words or phrases", validators=[Length(max=20_000)])
+    blocked_senders = TextAreaField("Blocked senders", validators=[Length(max=20_000)])
+    blocked_addresses = TextAreaField("Blocked visitor addresses", validators=[Length(max=20_000)])
+    min_seconds = IntegerField(
+        "Minimum seconds between page load and submit",
+        validators=[Optional(), NumberRange(min=0, max=3600)],
+    )
+    akismet = BooleanField("Ask Akismet")
+    notify_limit = IntegerField(
+        "Notifications an hour at most", validators=[Optional(), NumberRange(min=0)]
+    )
+    submit = SubmitField("Save spam settings")
 
 
 class RecipientInput(FlaskForm):

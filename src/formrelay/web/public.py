@@ -10,9 +10,10 @@ from werkzeug.exceptions import ClientDisconnected
 from ..extensions import db
 from ..ingest import group_commit
 from ..services.errors import SubmissionRejected
-from ..services.submissions import SubmissionMeta, check_form, prepare_submission
+from ..services.submissions import SubmissionMeta, check_form
 from ..services.urls import http_url
 from ..settings import get_settings
+from . import screening
 from .negotiation import allowed_methods, wants_json
 from .payload import parse_payload
 
@@ -23,6 +24,7 @@ bp = Blueprint("public", __name__)
 # sorted, as the 405s do; flask-cors adds a preflight's answer to that view's response.
 @bp.post("/f/<key>", provide_automatic_options=False)
 @bp.post("/p/<project>/f/<key>", provide_automatic_options=False)  # with a project id
+@screening.limited
 def submit(key: str, project: str | None = None) -> Response:
     config = get_settings()
     try:
@@ -32,7 +34,7 @@ def submit(key: str, project: str | None = None) -> Response:
             raise SubmissionRejected(
                 "NO_FILE_UPLOADS", "File uploads are not enabled for this form."
             )
-        prepared = prepare_submission(payload.fields, _meta())
+        prepared = screening.prepare(key, payload.fields, _meta())
     except SubmissionRejected:
         # A mistyped or disabled form matters more than the fields: say that first. The
         # success path skips this query; group commit checks the form in its transaction.

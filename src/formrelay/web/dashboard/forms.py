@@ -13,12 +13,12 @@ from werkzeug.wrappers import Response
 
 from ...extensions import db, limiter
 from ...models import Form
-from ...services import forms, permissions, stats, suppressions
+from ...services import forms, permissions, spam, stats, suppressions
 from ...services.errors import Conflict, InvalidInput
 from ...services.submissions import SPECIAL_FIELDS
 from ...settings import get_settings
 from ..auth import safe_next
-from ..inputs import FormSettingsInput, NewFormInput, RecipientInput
+from ..inputs import FormSettingsInput, NewFormInput, RecipientInput, SpamSettingsInput
 from ..ses_info import SANDBOX_ADVICE, ses_info
 
 bp = Blueprint("forms", __name__)
@@ -30,9 +30,14 @@ SPECIAL_FIELD_HELP = {
     "_next": "Where the visitor goes after submitting: an http(s) URL, or a path resolved "
     "against the page the form is on. Overrides the form's default redirect.",
     "_subject": "The subject of the notification, instead of the form's own.",
-    "_cc": "Up to 5 addresses, comma-separated, that get a copy of the notification.",
+    "_cc": "Up to 5 addresses, comma-separated, that get a copy of the notification. "
+    "Only when the form allows it (Spam and abuse settings): otherwise refused with "
+    "CC_NOT_ALLOWED, so that nobody can use the form to mail others.",
     "_gotcha": "The honeypot: keep it hidden. A bot that fills it gets a normal answer, "
-    "and the submission is stored as spam and sends nothing.",
+    "and the submission is stored as spam and sends nothing. The form can name another "
+    "field as its honeypot too.",
+    "_formrelay": "Added by formrelay.js: the signed time the page was loaded, for the "
+    "form's minimum time before submitting. Never shown as data.",
     "_language": "Accepted for Formspree compatibility and ignored; never shown as data.",
     "_template": "Accepted for Formspree compatibility and ignored; never shown as data.",
     "_format": "Accepted for Formspree compatibility and ignored; never shown as data.",
@@ -123,14 +128,60 @@ def _account_key() -> str:
 
 
 def _mailed(response: Response) -> bool:
-    return (
-        300 <= response.status_code < 400
-    )  # added or resent (a refusal, shown again, mails nobody)
+    # Added or resent: a redirect. A refusal is the page again, and mails nobody.
+    return 300 <= response.status_code < 400
 
 
 recipient_mail = limiter.shared_limit(
     RECIPIENT_MAIL_LIMIT, scope="recipient-mail", key_func=_account_key, deduct_when=_mailed
 )
+
+
+@bp.post("/forms/<key>/spam")
+@login_required
+def spam_settings(key: str) -> str | Response | tuple[str, int]:
+    session = db.session()
+    form = permissions.load_form(session, current_user, key)
+    input = SpamSettingsInput()
+    if input.validate_on_submit():
+        provider = input.captcha_provider.data or "off"
+        changes = spam.SpamChanges(
+            allowed_domains=input.allowed_domains.data or "",
+            allow_headerless=bool(input.allow_headerless.data),
+            rate_limit=input.rate_limit.data or "",
+            captcha_provider=provider,
+            # Blank keeps the secret there is (it is never shown back).
+            captcha_secret=input.captcha_secret.data or None,
+            captcha_threshold=input.captcha_threshold.data,
+            captcha_action=input.captcha_action.data or "",
+            captcha_fail_open=input.captcha_fail.data != "closed",
+            allow_cc=bool(input.allow_cc.data),
+            honeypot=input.honeypot.data or "",
+            max_links=-1 if input.max_links.data is None else input.max_links.data,
+            blocked_words=input.blocked_words.data or "",
+            blocked_senders=input.blocked_senders.data or "",
+            blocked_addresses=input.blocked_addresses.data or "",
+            min_seconds=input.min_seconds.data or 0,
+            akismet=bool(input.akismet.data),
+            notify_limit=-1 if input.notify_limit.data is None else input.notify_limit.data,
+        )
+        try:
+            changed = spam.update_spam_settings(session, form, changes)
+        except InvalidInput as exc:
+            session.rollback()
+            form = permissions.load_form(session, current_user, key)
+            input.form_errors.append(exc.message)
+        else:
+            session.commit()
+            spam.forget_policy(form.key)
+            flash("Spam settings saved." if changed else "Nothing changed.", "success")
+            return redirect(url_for("forms.settings", key=form.key) + "#spam")
+    return (
+        _settings_page(
+            form, FormSettingsInput(formdata=None, obj=form), RecipientInput(formdata=None), input
+        ),
+        400,
+    )
 
 
 @bp.post("/forms/<key>/recipients")
@@ -246,7 +297,13 @@ def _set_enabled(key: str, enabled: bool) -> Response:
     return redirect(safe_next(request.form.get("back")) or url_for("forms.settings", key=form.key))
 
 
-def _settings_page(form: Form, input: FormSettingsInput, recipient_input: RecipientInput) -> str:
+def _settings_page(
+    form: Form,
+    input: FormSettingsInput,
+    recipient_input: RecipientInput,
+    spam_input: SpamSettingsInput | None = None,
+) -> str:
+    config = get_settings()
     addresses = [r.email for r in form.recipients]
     info = ses_info()
     return render_template(
@@ -254,6 +311,7 @@ def _settings_page(form: Form, input: FormSettingsInput, recipient_input: Recipi
         form=form,
         input=input,
         recipient_input=recipient_input,
+        spam_input=spam_input or _spam_input(form),
         endpoint=endpoint_url(form),
         suppressed={
             a: suppressions.suppressed_reason(s)
@@ -262,6 +320,33 @@ def _settings_page(form: Form, input: FormSettingsInput, recipient_input: Recipi
         canonical=suppressions.canonical,
         sandboxed=info.unreachable_in_sandbox(addresses) if info else set(),
         sandbox_advice=SANDBOX_ADVICE,
+        default_rate_limit=config.rate_limit,
+        default_notify_limit=config.notify_limit_per_form,
+        akismet_configured=bool(config.akismet_api_key),
+        script_url=f"{config.base_url}/formrelay.js",
+    )
+
+
+def _spam_input(form: Form) -> SpamSettingsInput:
+    """The spam settings as they are, for the page (the secret is never shown back)."""
+    return SpamSettingsInput(
+        formdata=None,
+        allowed_domains="\n".join(form.allowed_domains or []),
+        allow_headerless=form.allow_headerless,
+        rate_limit=form.rate_limit or "",
+        captcha_provider=form.captcha_provider or "off",
+        captcha_threshold=form.captcha_threshold,
+        captcha_action=form.captcha_action or "",
+        captcha_fail="open" if form.captcha_fail_open else "closed",
+        allow_cc=form.allow_cc,
+        honeypot=form.honeypot,
+        max_links=form.max_links,
+        blocked_words="\n".join(form.blocked_words or []),
+        blocked_senders="\n".join(form.blocked_senders or []),
+        blocked_addresses="\n".join(form.blocked_addresses or []),
+        min_seconds=form.min_seconds,
+        akismet=form.akismet,
+        notify_limit=form.notify_limit,
     )
 
 
