@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..models import Form, Recipient, Submission, User, utcnow
+from . import attachments
 from .addresses import normalize_email
 from .errors import Conflict, FormNotFound, InvalidInput, NotFound, SubmissionRejected
 from .outbox import queue_mail
@@ -154,8 +155,10 @@ def delete_form(session: Session, form: Form) -> int:
     count = session.scalar(
         select(func.count()).select_from(Submission).where(Submission.form_id == form.id)
     )
-    # The database deletes the submissions and their deliveries (ON DELETE CASCADE), in
-    # one statement rather than one per row loaded here.
+    # The database deletes the submissions, their deliveries and files' rows (ON DELETE
+    # CASCADE), in one statement rather than one per row loaded here; the files themselves
+    # go from storage once that commits.
+    attachments.forget_after_commit(session, attachments.form_storage_keys(session, form))
     session.delete(form)
     session.flush()
     return count or 0

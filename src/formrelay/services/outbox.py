@@ -13,8 +13,9 @@ from typing import cast
 from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from ..models import Delivery, DeliveryStatus, Form, Recipient, Submission, utcnow
+from ..models import Attachment, Delivery, DeliveryStatus, Form, Recipient, Submission, utcnow
 from . import search
+from .attachments import attachment_rows
 from .errors import DomainError, FormDisabled, FormNotFound
 from .submissions import PreparedSubmission
 
@@ -39,6 +40,7 @@ _TARGETS = (
     .order_by(_FORMS.c.id, _RECIPIENTS.c.id)
 )
 _INSERT_DELIVERIES = insert(_DELIVERIES)
+_INSERT_ATTACHMENTS = insert(cast(Table, Attachment.__table__))
 EMAIL = "email"  # the channel of notifications
 
 
@@ -47,6 +49,8 @@ class StoredSubmission:
     id: int
     # Where the submitter goes next: _next or the form's redirect; None means our thanks page.
     next_url: str | None
+    # Whether its files were recorded with it (not for spam: the caller removes them).
+    kept_files: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,14 +126,21 @@ def store_submissions(
         index=search_index,
     )
     deliveries: list[dict[str, object]] = []
+    files: list[dict[str, object]] = []
     for (index, item, form, next_url), submission_id in zip(accepted, ids, strict=True):
-        results[index] = StoredSubmission(submission_id, next_url)
+        # Spam keeps no file (Formlander's bug #50 kept them on disk).
+        kept = bool(item.files) and item.spam_reason is None
+        results[index] = StoredSubmission(submission_id, next_url, kept_files=kept)
+        if kept:
+            files.extend(attachment_rows(submission_id, item.files))
         if item.spam_reason is None:
             cc = _cc_beyond_recipients(item.cc, form.recipients)
             for n, to in enumerate(form.recipients):
                 deliveries.append(_delivery_row(submission_id, to, cc if n == 0 else []))
     if deliveries:
         connection.execute(_INSERT_DELIVERIES, deliveries)
+    if files:
+        connection.execute(_INSERT_ATTACHMENTS, files)
     return results
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Form
 from .addresses import normalize_email, normalize_mailbox
+from .attachments import StoredFile
 from .errors import FieldError, FormDisabled, FormNotFound, SubmissionRejected
 from .text import CONTROL_CHARACTERS, one_line
 from .urls import http_url
@@ -50,6 +51,8 @@ class PreparedSubmission:
     cc: tuple[str, ...] = ()
     next_url: str | None = None
     spam_reason: str | None = None
+    # Written to storage by the web edge, recorded with the submission unless it is spam.
+    files: tuple[StoredFile, ...] = ()
 
 
 def check_form(session: Session, key: str) -> None:
@@ -61,7 +64,9 @@ def check_form(session: Session, key: str) -> None:
         raise FormDisabled()
 
 
-def prepare_submission(fields: list[tuple[str, str]], meta: SubmissionMeta) -> PreparedSubmission:
+def prepare_submission(
+    fields: list[tuple[str, str]], meta: SubmissionMeta, *, has_files: bool = False
+) -> PreparedSubmission:
     """Split the special fields from the data and validate them; touches no database.
 
     A special field sent more than once has every value validated; the first non-blank
@@ -69,7 +74,8 @@ def prepare_submission(fields: list[tuple[str, str]], meta: SubmissionMeta) -> P
     Without `_replyto` the first field named email is the Reply-To; every one of them must
     be an address. A
     filled honeypot gives a submission marked as spam whatever else it holds, so that it
-    is answered like any success and a bot learns nothing. Raises SubmissionRejected
+    is answered like any success and a bot learns nothing. A submission of files alone
+    (`has_files`) is not empty. Raises SubmissionRejected
     naming every invalid field (once each).
     """
     special: dict[str, list[str]] = {}
@@ -86,7 +92,7 @@ def prepare_submission(fields: list[tuple[str, str]], meta: SubmissionMeta) -> P
             data, meta, next_url=next_url, spam_reason="honeypot field was filled"
         )
 
-    if not any(value.strip() for _, value in data):
+    if not has_files and not any(value.strip() for _, value in data):
         raise SubmissionRejected("EMPTY", "The form was submitted with no data.")
 
     errors: list[FieldError] = []

@@ -47,7 +47,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     }
     cors.init_app(app, resources={r"/f/*": public_cors, r"/p/*": public_cors})
 
-    from . import auth, errors, health, main, public, security, templating
+    from . import auth, errors, files, health, main, public, security, templating
     from .dashboard import admin, forms, submissions
     from .dashboard import exports as dashboard_exports
 
@@ -65,6 +65,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.register_blueprint(submissions.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(dashboard_exports.bp)
+    app.register_blueprint(files.bp)
     # Other sites' forms post here with no token of ours; the form key is what they hold.
     csrf.exempt(public.bp)
     csrf.exempt(health.bp)

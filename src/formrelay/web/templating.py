@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import Flask, current_app
 from flask_login import current_user
 
+from ..services.attachments import format_size
+
 
 @cache
 def _zone(name: str) -> ZoneInfo:
@@ -32,6 +34,7 @@ def localtime(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 def init_app(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
+    app.add_template_filter(format_size, "filesize")
 
     @app.context_processor
     def pages() -> dict[str, object]:
