@@ -388,10 +388,30 @@ def _describe(session: Session, f: Form) -> list[str]:
         ("Subject", f.subject or f"(default: {default_subject})"),
         ("Recipients", recipients[0]),
         *(("", more) for more in recipients[1:]),
+        ("Files", _files_line(f)),
+        ("Retention", _retention_line(f, get_settings().retention_days)),
         ("Created", _stamp(f.created_at)),
         ("Submissions", f"{counts.inbox} (and {counts.spam} spam)"),
     ]
     return [f"{label:<12} {value}".rstrip() for label, value in rows]
+
+
+def _files_line(f: Form) -> str:
+    if not f.files_enabled:
+        return "off: submissions with files are refused"
+    types = ", ".join(f"{t}" if t == "*" else f".{t}" for t in f.allowed_types.split(","))
+    return (
+        f"on: at most {f.max_files} file(s), {f.max_file_mb} MB each, {f.max_total_mb} MB in "
+        f"all; {types}"
+    )
+
+
+def _retention_line(f: Form, default_days: int) -> str:
+    if f.retention_days:
+        return f"{f.retention_days} days"
+    if default_days:
+        return f"{default_days} days (FORMRELAY_RETENTION_DAYS)"
+    return "kept until deleted"
 
 
 @form.command("update")
@@ -408,6 +428,27 @@ def _describe(session: Session, f: Form) -> list[str]:
 @click.option(
     "--remove-to", "remove_recipients", multiple=True, help="Remove a recipient (repeatable)."
 )
+@click.option(
+    "--files",
+    "files_enabled",
+    type=click.Choice(["on", "off"]),
+    help="Accept file uploads (off: submissions with files are refused).",
+)
+@click.option("--max-file-mb", type=int, help="The largest file accepted, in MB.")
+@click.option("--max-total-mb", type=int, help="The most all files of one submission may weigh.")
+@click.option("--max-files", type=int, help="The most files one submission may carry.")
+@click.option(
+    "--allowed-types",
+    metavar="EXTS",
+    help='Extensions accepted, comma-separated ("pdf,png,jpg"); "*" for any but programs, '
+    "scripts and web pages (which must be listed by name).",
+)
+@click.option(
+    "--retention-days",
+    type=int,
+    help="Delete submissions (and their files) older than this; 0 follows "
+    "FORMRELAY_RETENTION_DAYS.",
+)
 @with_appcontext
 def form_update(
     key: str,
@@ -416,6 +457,12 @@ def form_update(
     subject: str | None,
     add_recipients: Sequence[str],
     remove_recipients: Sequence[str],
+    files_enabled: str | None,
+    max_file_mb: int | None,
+    max_total_mb: int | None,
+    max_files: int | None,
+    allowed_types: str | None,
+    retention_days: int | None,
 ) -> None:
     """Change a form's settings; what is not given stays as it is."""
     changes = forms.FormChanges(
@@ -424,6 +471,12 @@ def form_update(
         subject=subject,
         add_recipients=add_recipients,
         remove_recipients=remove_recipients,
+        files_enabled=None if files_enabled is None else files_enabled == "on",
+        max_file_mb=max_file_mb,
+        max_total_mb=max_total_mb,
+        max_files=max_files,
+        allowed_types=allowed_types,
+        retention_days=retention_days,
     )
     if not changes:
         raise click.UsageError("Nothing to change: give at least one option (see --help).")
