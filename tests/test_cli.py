@@ -851,7 +851,10 @@ def test_form_update_turns_files_on_with_limits_and_show_prints_them(formrelay, 
     ("options", "message"),
     [
         (["--max-file-mb", "0"], "The size of one file must be from 1 to 10000, not 0."),
-        (["--max-file-mb", "30"], "One file may not be larger (30 MB) than all files together (25 MB)."),
+        (
+            ["--max-file-mb", "30"],
+            "One file may not be larger (30 MB) than all files together (25 MB).",
+        ),
         (["--allowed-types", "p/df"], "Allowed types: 'p/df' is not a file extension."),
         (["--max-files", "101"], "The number of files must be from 1 to 100, not 101."),
     ],

@@ -52,7 +52,9 @@ class Stored:
     def read(self, key: str) -> bytes:
         if self.kind == "local":
             return (self.root / key[:2] / key).read_bytes()
-        body: bytes = self.client.get_object(Bucket=self.bucket, Key=f"uploads/{key}")["Body"].read()
+        body: bytes = self.client.get_object(Bucket=self.bucket, Key=f"uploads/{key}")[
+            "Body"
+        ].read()
         return body
 
     def head(self, key: str) -> dict[str, Any]:

@@ -56,7 +56,11 @@ def fetched(client, path: str, storage: Stored):
 
 @pytest.mark.parametrize(
     ("name", "data", "kind"),
-    [("page.html", HTML, "text/html"), ("logo.svg", SVG, "image/svg+xml"), ("cv.pdf", PDF, "application/pdf")],
+    [
+        ("page.html", HTML, "text/html"),
+        ("logo.svg", SVG, "image/svg+xml"),
+        ("cv.pdf", PDF, "application/pdf"),
+    ],
 )
 def test_a_download_is_an_attachment_that_never_renders(storage, client, auth, name, data, kind):
     [a] = uploaded(client, ("f", (name, data, kind)))
@@ -156,28 +160,38 @@ def test_a_link_to_a_deleted_file_is_gone(storage, client, auth):
     from formrelay.services import inbox
     from formrelay.services.accounts import find_user
 
-    inbox.delete_submissions(db.session, find_user(db.session, "owner@example.com"), [a.submission_id])
+    inbox.delete_submissions(
+        db.session, find_user(db.session, "owner@example.com"), [a.submission_id]
+    )
     db.session.commit()
     assert storage.objects() == []
     assert client.get(f"/files/{token}").status_code == 404
 
 
-def test_local_files_go_out_through_the_front_server_when_configured(
-    storage, app_config, tmp_path
-):
+def test_local_files_go_out_through_the_front_server_when_configured(storage, app_config, tmp_path):
     if storage.kind != "local":
         pytest.skip("local storage only")
     from formrelay import create_app
 
     for mode, header, expected in [
-        ("x-sendfile", "X-Sendfile", lambda a: str(storage.root / a.storage_key[:2] / a.storage_key)),
-        ("x-accel-redirect", "X-Accel-Redirect", lambda a: f"/_uploads/{a.storage_key[:2]}/{a.storage_key}"),
+        (
+            "x-sendfile",
+            "X-Sendfile",
+            lambda a: str(storage.root / a.storage_key[:2] / a.storage_key),
+        ),
+        (
+            "x-accel-redirect",
+            "X-Accel-Redirect",
+            lambda a: f"/_uploads/{a.storage_key[:2]}/{a.storage_key}",
+        ),
     ]:
         app = create_app({**app_config, "sendfile": mode})
         with app.app_context():
             client = app.test_client()
             [a] = uploaded(client, ("f", ("cv.pdf", PDF, "application/pdf")))
-            r = client.get(files.download_url(get_settings(), a).removeprefix(get_settings().base_url))
+            r = client.get(
+                files.download_url(get_settings(), a).removeprefix(get_settings().base_url)
+            )
             assert r.status_code == 200 and r.get_data() == b""
             assert r.headers[header] == expected(a)
             assert r.headers["Content-Disposition"] == 'attachment; filename="cv.pdf"'

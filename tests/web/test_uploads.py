@@ -39,7 +39,12 @@ def test_a_file_is_stored_under_a_random_key_with_its_sanitised_name(storage: St
     r = post(client, form, [("name", "Ann"), ("cv", ("cv.pdf", PDF, "application/pdf"))])
     assert r.status_code == 200, r.json
     [a] = attachments()
-    assert (a.field, a.filename, a.content_type, a.size) == ("cv", "cv.pdf", "application/pdf", len(PDF))
+    assert (a.field, a.filename, a.content_type, a.size) == (
+        "cv",
+        "cv.pdf",
+        "application/pdf",
+        len(PDF),
+    )
     assert a.submission_id == r.json["id"]
     assert "cv" not in a.storage_key and len(a.storage_key) >= 32
     key = a.storage_key if storage.kind == "local" else f"uploads/{a.storage_key}"
@@ -212,9 +217,7 @@ def test_the_body_ceiling_of_a_file_form_is_its_own(storage: Stored, client, app
     assert r.status_code == 413 and r.json["errors"][0]["code"] == "PAYLOAD_TOO_LARGE"
 
 
-def test_a_body_over_the_upload_ceiling_is_refused_before_it_is_read(
-    app_config, storage: Stored
-):
+def test_a_body_over_the_upload_ceiling_is_refused_before_it_is_read(app_config, storage: Stored):
     from formrelay import create_app
 
     app_config["max_upload_body_bytes"] = 200 * 1024
@@ -273,7 +276,10 @@ def test_a_filename_is_kept_sanitised_and_never_used_as_the_key(storage, client,
     head = f'Content-Disposition: form-data; name="f"; filename="{sent}"\r\n\r\n'
     body = b"--XyZbOuNdArY\r\n" + head.encode() + b"plain words\r\n--XyZbOuNdArY--\r\n"
     r = client.post(
-        f"/f/{form.key}", data=body, content_type=BOUNDARY_TYPE, headers={"Accept": "application/json"}
+        f"/f/{form.key}",
+        data=body,
+        content_type=BOUNDARY_TYPE,
+        headers={"Accept": "application/json"},
     )
     assert r.status_code == 200, r.json
     [a] = attachments()
@@ -288,7 +294,10 @@ def test_a_file_without_a_name_is_called_file(storage, client):
     head = 'Content-Disposition: form-data; name="f"; filename=""\r\n\r\n'
     body = b"--XyZbOuNdArY\r\n" + head.encode() + b"some text\r\n--XyZbOuNdArY--\r\n"
     r = client.post(
-        f"/f/{form.key}", data=body, content_type=BOUNDARY_TYPE, headers={"Accept": "application/json"}
+        f"/f/{form.key}",
+        data=body,
+        content_type=BOUNDARY_TYPE,
+        headers={"Accept": "application/json"},
     )
     assert r.status_code == 200, r.json
     assert [a.filename for a in attachments()] == ["file"]

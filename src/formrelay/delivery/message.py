@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from email import encoders
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid, parseaddr
@@ -22,11 +25,13 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from ..models import Delivery, Form, Submission
+from ..models import Attachment, Delivery, Form, Submission
 from ..services.addresses import ascii_address, format_mailbox
+from ..services.attachments import download_url, format_size
 from ..services.submissions import SPECIAL_FIELDS
 from ..services.text import LINE_BREAKERS, one_line
-from ..settings import Settings
+from ..settings import SES_MAX_ATTACHED_BYTES, Settings
+from ..storage import Storage, StorageError, get_storage
 from . import DeliveryFailed
 
 # Control characters are shown escaped where they would break or fake a line, or steer a
@@ -203,6 +208,17 @@ def build_notification(delivery: Delivery, settings: Settings) -> Message:
         "reply_to": header_text(submission.reply_to or ""),
         "submitted_at": submission.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
     }
+    attached = _to_attach(submission.attachments, settings)
+    context["files"] = [
+        {
+            "name": visible(a.filename),
+            "size": format_size(a.size),
+            "url": download_url(settings, a),
+            "attached": a in attached,
+        }
+        for a in submission.attachments
+    ]
+    context["link_days"] = settings.download_link_days
     msg: Message[str, str | Header] = Message(policy=WIRE)
     msg["Subject"] = _header(notification_subject(submission, form, settings))
     msg["From"] = _address(settings.mail_default_sender)
@@ -218,13 +234,74 @@ def build_notification(delivery: Delivery, settings: Settings) -> Message:
     text = env.get_template("notifications/submission.txt").render(context)
     html = env.get_template("notifications/submission.html").render(context)
     msg["MIME-Version"] = "1.0"
-    msg["Content-Type"] = "multipart/alternative"
     # Quoted-printable writes every "=" as "=3D", so neither part can contain "=_" and the
     # generator need not search both parts for a boundary that cannot occur in them.
+    if not attached:
+        msg["Content-Type"] = "multipart/alternative"
+        msg.set_boundary(f"=_formrelay_{secrets.token_hex(12)}")
+        msg.attach(_text_part(text, "plain"))
+        msg.attach(_text_part(html, "html"))
+        return msg
+    msg["Content-Type"] = "multipart/mixed"
     msg.set_boundary(f"=_formrelay_{secrets.token_hex(12)}")
-    msg.attach(_text_part(text, "plain"))
-    msg.attach(_text_part(html, "html"))
+    alternative = MIMEMultipart("alternative", boundary=f"=_formrelay_{secrets.token_hex(12)}")
+    del alternative["MIME-Version"]
+    alternative.attach(_text_part(text, "plain"))
+    alternative.attach(_text_part(html, "html"))
+    msg.attach(alternative)
+    storage = get_storage(settings)
+    for attachment in attached:
+        msg.attach(_file_part(storage, attachment))
     return msg
+
+
+def _to_attach(files: list[Attachment], settings: Settings) -> list[Attachment]:
+    """The files small enough to attach, in order, while the message stays within
+    FORMRELAY_ATTACH_TOTAL_BYTES (and SES's 40 MB, counted after base64); the others are
+    only linked."""
+    budget = settings.attach_total_bytes
+    if settings.mail_backend == "ses":
+        budget = min(budget, SES_MAX_ATTACHED_BYTES)
+    chosen: list[Attachment] = []
+    for attachment in files:
+        if attachment.size <= settings.attach_max_bytes and attachment.size <= budget:
+            chosen.append(attachment)
+            budget -= attachment.size
+    return chosen
+
+
+def _file_part(storage: Storage, attachment: Attachment) -> MIMEBase:
+    try:
+        with storage.open(attachment.storage_key) as stream:
+            data = stream.read()
+    except StorageError as exc:
+        raise DeliveryFailed(f"cannot read the file to attach: {exc}", retryable=True) from None
+    maintype, _, subtype = attachment.content_type.partition("/")
+    part = MIMEBase(maintype or "application", subtype or "octet-stream")
+    del part["MIME-Version"]
+    part.set_payload(data)
+    encoders.encode_base64(part)
+    part.add_header(
+        "Content-Disposition", "attachment", filename=("utf-8", "", attachment.filename)
+    )
+    return part
+
+
+def without_attachments(message: Message, limit: int) -> Message:
+    """`message` less its attached files (a mail server's SIZE refuses it whole): the
+    links in its text still download them, and a note says why they are missing."""
+    if message.get_content_type() != "multipart/mixed":
+        return message
+    parts = message.get_payload()
+    assert isinstance(parts, list)
+    message.set_payload([parts[0]])
+    note = _text_part(
+        "The files were not attached: with them this message would be larger than the "
+        f"{limit} bytes the mail server accepts. The links above download them.\n",
+        "plain",
+    )
+    message.attach(note)
+    return message
 
 
 def build_test_message(to: str, settings: Settings) -> Message:

@@ -91,9 +91,7 @@ class UploadSettingsInput(FlaskForm):
     max_files = IntegerField(
         "Files per submission", validators=[InputRequired(), NumberRange(min=1, max=100)]
     )
-    allowed_types = StringField(
-        "Allowed types", validators=[InputRequired(), Length(max=1000)]
-    )
+    allowed_types = StringField("Allowed types", validators=[InputRequired(), Length(max=1000)])
     retention_days = IntegerField(
         "Keep submissions for (days)",
         validators=[Optional(), NumberRange(min=0, max=36_500)],

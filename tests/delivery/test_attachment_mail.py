@@ -1,0 +1,91 @@
+"""Notifications of submissions with files: small files attached, every file linked, and a
+message kept within what the mail server says it takes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from formrelay.worker import make_worker
+
+from ..mailserver import MailServer, point_app_at
+from ..uploads import PDF, attachments, make_files_form, post
+
+OWNER = "owner@example.com"
+
+
+@pytest.fixture
+def server() -> Iterator[MailServer]:
+    with MailServer() as running:
+        yield running
+
+
+@pytest.fixture
+def mail_config(app_config, server, tmp_path):
+    point_app_at(app_config, server.port)
+    app_config.update(upload_path=tmp_path / "uploads", attach_max_bytes=50_000)
+    return app_config
+
+
+def send(app) -> list[str]:
+    return [o.status for o in make_worker(app).drain()]
+
+
+def test_a_small_file_is_attached_and_every_file_linked(server, mail_config, app, client):
+    form = make_files_form(max_file_mb=2)
+    big = PDF + b"x" * 60_000  # over FORMRELAY_ATTACH_MAX_BYTES here: linked only
+    r = post(
+        client,
+        form,
+        [
+            ("message", "see attached"),
+            ("cv", ("Lebenslauf Zoë.pdf", PDF, "application/pdf")),
+            ("portfolio", ("big.pdf", big, "application/pdf")),
+        ],
+    )
+    assert r.status_code == 200, r.json
+    assert send(app) == ["sent"]
+    [received] = server.received
+    message = received.message
+    assert message.get_content_type() == "multipart/mixed"
+    [attached] = list(message.iter_attachments())
+    assert attached.get_filename() == "Lebenslauf Zoë.pdf"
+    assert attached.get_content_type() == "application/pdf"
+    assert attached.get_content() == PDF
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "Lebenslauf Zoë.pdf (" in text and ", attached)" in text
+    assert "big.pdf (58.6 KB)\n" in text
+    links = re.findall(r"http://forms\.test/files/\S+", text)
+    assert len(links) == 2
+    # The links download the files, with no account.
+    for link, data in zip(links, [PDF, big], strict=True):
+        response = client.get(link.removeprefix("http://forms.test"))
+        assert response.get_data() == data
+        response.close()
+
+
+def test_files_are_left_out_when_the_server_would_refuse_the_size(app_config, tmp_path):
+    from formrelay import create_app
+    from formrelay.extensions import db
+
+    with MailServer(data_size_limit=20_000) as small:
+        point_app_at(app_config, small.port)
+        app_config.update(upload_path=tmp_path / "uploads", attach_max_bytes=100_000)
+        app = create_app(app_config)
+        with app.app_context():
+            client = app.test_client()
+            form = make_files_form()
+            r = post(client, form, [("cv", ("cv.pdf", PDF + b"x" * 30_000, "application/pdf"))])
+            assert r.status_code == 200, r.json
+            assert send(app) == ["sent"]
+            [received] = small.received
+            message = received.message
+            assert list(message.iter_attachments()) == []
+            texts = [p.get_content() for p in message.walk() if p.get_content_type() == "text/plain"]
+            assert "larger than the 20000 bytes the mail server accepts" in texts[-1]
+            assert "http://forms.test/files/" in message.get_body(("plain",)).get_content()
+            assert [a.filename for a in attachments()] == ["cv.pdf"]
+            db.session.remove()
+            db.engine.dispose()
