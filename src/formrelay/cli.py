@@ -15,7 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, NoAppException, ScriptInfo, with_appcontext
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from . import create_app
 from .db import begin_write
@@ -805,6 +805,32 @@ def _progress(
 
 
 # -- mail and configuration ----------------------------------------------------------------
+@cli.command("purge")
+@with_appcontext
+def purge_command() -> None:
+    """Delete the submissions older than their form's retention (or
+    FORMRELAY_RETENTION_DAYS), with their deliveries and files. Workers also do this
+    once a day."""
+    from .worker.housekeeping import purge
+
+    purged = purge(sessionmaker(bind=db.engine), get_settings())
+    for p in purged:
+        click.echo(f"Form {p.form_key}: deleted {p.deleted} submission(s) older than {p.days} days")
+    click.echo(f"Deleted {sum(p.deleted for p in purged)} submission(s) in all.")
+
+
+@cli.command("sweep")
+@with_appcontext
+def sweep_command() -> None:
+    """Delete the stored files that no submission names (left by a crash between storing a
+    file and committing its submission), older than an hour. Workers also do this once a
+    day."""
+    from .worker.housekeeping import sweep
+
+    swept = sweep(sessionmaker(bind=db.engine), get_settings())
+    click.echo(f"Deleted {len(swept)} stored file(s) that no submission names.")
+
+
 @cli.command("send-test-email")
 @click.option("--to", "to", required=True, help="Where to send the test message.")
 @with_appcontext

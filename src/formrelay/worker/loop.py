@@ -22,6 +22,7 @@ from ..models import Delivery, Submission, utcnow
 from ..settings import Settings
 from .claims import Claim, D, claim_due_deliveries, release
 from .heartbeat import Heartbeat, WorkerIdentity
+from .housekeeping import Housekeeping
 from .outcomes import Outcome, decide, one_line, record_while_leased
 from .pacing import Pacer
 from .sending import BackendFactory, Sender
@@ -50,6 +51,7 @@ class Worker:
         self.pacer = Pacer(settings.send_rate)
         self.stop_event = threading.Event()
         self.wake_event = threading.Event()
+        self.housekeeping = Housekeeping(session_factory, settings)
 
     # -- running -----------------------------------------------------------------------
     def run(self) -> None:
@@ -78,6 +80,7 @@ class Worker:
                     failures = 0
                 if not done:
                     self.sender.close()  # do not hold an idle SMTP connection
+                    self.housekeeping.maybe_run()  # once a day, between batches
                     self.wake_event.wait(self.settings.worker_poll_seconds)
                     self.wake_event.clear()
         finally:
