@@ -709,6 +709,7 @@ def test_submissions_list_json_prints_one_object_per_line(formrelay, client):
                     "sent_at": None,
                 }
             ],
+            "files": [],
         }
     ]
     assert "Grüße" in result.output  # readable, not \u-escaped

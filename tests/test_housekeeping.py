@@ -8,8 +8,8 @@ import time
 from datetime import timedelta
 
 from click.testing import Result
-from flask.testing import FlaskCliRunner
 from flask.cli import ScriptInfo
+from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
 from formrelay.cli import cli
@@ -98,7 +98,9 @@ def test_purge_deletes_what_is_older_than_the_forms_retention(storage: Stored, a
     assert len(storage.objects()) == 1
 
 
-def test_forms_without_their_own_retention_follow_the_setting(storage: Stored, app_config, tmp_path):
+def test_forms_without_their_own_retention_follow_the_setting(
+    storage: Stored, app_config, tmp_path
+):
     from formrelay import create_app
 
     app_config["retention_days"] = 7
@@ -153,7 +155,9 @@ def test_the_sweep_removes_objects_no_submission_names_once_they_are_old(
         assert storage.objects() == [f"uploads/{kept.storage_key}"]
 
 
-def test_the_worker_purges_and_sweeps_at_start_then_daily(storage: Stored, app, client, monkeypatch):
+def test_the_worker_purges_and_sweeps_at_start_then_daily(
+    storage: Stored, app, client, monkeypatch
+):
     form = make_files_form(retention_days=1)
     sid = upload(client, form)
     age(sid, 2)

@@ -643,7 +643,8 @@ def submissions_list(form_key: str | None, limit: int, spam: bool, as_json: bool
     rows = inbox.list_submissions(session, form=only, spam=spam, limit=limit)
     for s in rows:
         if as_json:
-            click.echo(json.dumps(inbox.submission_record(s), ensure_ascii=False))
+            record = inbox.submission_record(s, base_url=get_settings().base_url)
+            click.echo(json.dumps(record, ensure_ascii=False))
         else:
             click.echo(_submission_line(s))
     if not rows and not as_json:
@@ -721,7 +722,9 @@ def export_command(
             click.open_file(output, "wb", atomic=output != "-") as out,
             _progress(total, "Exporting", count) as progress,
         ):
-            for chunk in exports.export_chunks(reading, query, fmt, progress):
+            for chunk in exports.export_chunks(
+                reading, query, fmt, progress, base_url=get_settings().base_url
+            ):
                 out.write(chunk)
     if output != "-":
         click.echo(f"Exported {_submissions(written)} of form {found.key} to {output}.")

@@ -83,7 +83,9 @@ def test_files_are_left_out_when_the_server_would_refuse_the_size(app_config, tm
             [received] = small.received
             message = received.message
             assert list(message.iter_attachments()) == []
-            texts = [p.get_content() for p in message.walk() if p.get_content_type() == "text/plain"]
+            texts = [
+                p.get_content() for p in message.walk() if p.get_content_type() == "text/plain"
+            ]
             assert "larger than the 20000 bytes the mail server accepts" in texts[-1]
             assert "http://forms.test/files/" in message.get_body(("plain",)).get_content()
             assert [a.filename for a in attachments()] == ["cv.pdf"]

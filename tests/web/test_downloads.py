@@ -8,8 +8,8 @@ from datetime import timedelta
 from urllib.parse import unquote
 
 import pytest
-from werkzeug.datastructures import Headers
 from itsdangerous import URLSafeTimedSerializer
+from werkzeug.datastructures import Headers
 
 from formrelay.extensions import db
 from formrelay.services import attachments as files

@@ -33,7 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONPATH
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import Form, Submission
+from ..models import Attachment, Form, Submission
+from .attachments import format_size
 from .errors import InvalidInput
 from .inbox import DELIVERY_STATES, SubmissionFilter, submission_record
 
@@ -129,13 +130,19 @@ def count(session: Session, query: Select[Any]) -> int:
 
 
 def export_chunks(
-    session: Session, query: Select[Any], fmt: Format, progress: Progress | None = None
+    session: Session,
+    query: Select[Any],
+    fmt: Format,
+    progress: Progress | None = None,
+    *,
+    base_url: str = "",
 ) -> Iterator[bytes]:
     """The export of what `query` (from inbox.filtered) selects, newest first, as UTF-8
-    byte chunks of about CHUNK_BYTES. Run it inside `reading`."""
+    byte chunks of about CHUNK_BYTES. Run it inside `reading`. File links start with
+    `base_url` (they lead to the dashboard, which asks the reader to sign in)."""
     if fmt == "csv":
-        return csv_chunks(session, query, progress)
-    return json_chunks(session, query, progress)
+        return csv_chunks(session, query, progress, base_url=base_url)
+    return json_chunks(session, query, progress, base_url=base_url)
 
 
 def _rows(session: Session, query: Select[Any]) -> Iterator[Any]:
@@ -154,11 +161,35 @@ def _rows(session: Session, query: Select[Any]) -> Iterator[Any]:
     )
     decode = None if dialect == "postgresql" else json.loads
     for batch in result.partitions():
+        # The batch's files, in one query (a form without files finds none, cheaply).
+        files = _files_of(session, [row[0] for row in batch])
         if decode is None:
-            yield from batch
+            for submission_id, time, fields in batch:
+                yield submission_id, time, fields, files.get(submission_id, ())
         else:
             for submission_id, time, text in batch:
-                yield submission_id, time, decode(text)
+                yield submission_id, time, decode(text), files.get(submission_id, ())
+
+
+def _files_of(session: Session, ids: list[int]) -> dict[int, list[Any]]:
+    """(id, submission_id, filename, size) of the files of these submissions, by submission."""
+    found: dict[int, list[Any]] = {}
+    rows = session.execute(
+        select(Attachment.id, Attachment.submission_id, Attachment.filename, Attachment.size)
+        .where(Attachment.submission_id.in_(ids))
+        .order_by(Attachment.id)
+    )
+    for row in rows:
+        found.setdefault(row.submission_id, []).append(row)
+    return found
+
+
+def file_cell(files: Any, base_url: str) -> str:
+    """The CSV cell listing a submission's files: "name (size) link", one per line."""
+    return "\n".join(
+        f"{f.filename} ({format_size(f.size)}) {base_url}/submissions/{f.submission_id}/files/{f.id}"
+        for f in files
+    )
 
 
 def _csv_time_sql(dialect: str) -> ColumnElement[str]:
@@ -214,20 +245,24 @@ def csv_time(moment: datetime) -> str:
 
 
 def csv_chunks(
-    session: Session, query: Select[Any], progress: Progress | None = None
+    session: Session, query: Select[Any], progress: Progress | None = None, *, base_url: str = ""
 ) -> Iterator[bytes]:
     """CSV: id, time, then one column per field name (see field_names); a name sent more
-    than once joins its values with REPEAT_SEPARATOR. Every text cell is neutralised."""
+    than once joins its values with REPEAT_SEPARATOR; last, when any submission has files,
+    a "files" column (file_cell). Every text cell is neutralised."""
     names = field_names(session, query)
     position = {name: i for i, name in enumerate(names)}
     width = len(names)
     formula = "".join(FORMULA_STARTS)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["id", "time", *(neutralise(name) for name in names)])
+    with_files = _any_files(session, query)
+    writer.writerow(
+        ["id", "time", *(neutralise(name) for name in names), *(["files"] if with_files else [])]
+    )
     written = 0
     # The hot loop of a million-row export: plain lists and local names, no calls per cell.
-    for submission_id, time, fields in _rows(session, query):
+    for submission_id, time, fields, files in _rows(session, query):
         cells: list[Any] = [submission_id, time, *([""] * width)]
         filled = 0  # bit i: column i holds a value already
         for name, value in fields:
@@ -242,6 +277,8 @@ def csv_chunks(
             cell = cells[i]
             if cell and cell[0] in formula:
                 cells[i] = "'" + cell
+        if with_files:
+            cells.append(neutralise(file_cell(files, base_url)) if files else "")
         writer.writerow(cells)
         written += 1
         if buffer.tell() >= CHUNK_BYTES:
@@ -254,12 +291,25 @@ def csv_chunks(
         progress(written)
 
 
+def _any_files(session: Session, query: Select[Any]) -> bool:
+    """Whether any selected submission has a file (the CSV then has a files column)."""
+    ids = query.with_only_columns(Submission.id).order_by(None)
+    found = session.scalar(
+        select(Attachment.id).where(Attachment.submission_id.in_(ids.scalar_subquery())).limit(1)
+    )
+    return found is not None
+
+
 def json_chunks(
-    session: Session, query: Select[Any], progress: Progress | None = None
+    session: Session, query: Select[Any], progress: Progress | None = None, *, base_url: str = ""
 ) -> Iterator[bytes]:
     """JSON: an array of inbox.submission_record objects (the API's shape), newest first,
     one per line."""
-    loading = query.options(selectinload(Submission.deliveries), selectinload(Submission.form))
+    loading = query.options(
+        selectinload(Submission.deliveries),
+        selectinload(Submission.form),
+        selectinload(Submission.attachments),
+    )
     result = session.scalars(loading, execution_options={"yield_per": BATCH_ROWS})
     buffer = io.StringIO()
     buffer.write("[")
@@ -267,7 +317,8 @@ def json_chunks(
     written = 0
     for submission in result:
         buffer.write(separator)
-        buffer.write(json.dumps(submission_record(submission), ensure_ascii=False))
+        record = submission_record(submission, base_url=base_url)
+        buffer.write(json.dumps(record, ensure_ascii=False))
         separator = ",\n"
         written += 1
         if buffer.tell() >= CHUNK_BYTES:

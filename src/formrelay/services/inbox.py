@@ -290,8 +290,9 @@ def count_submissions(session: Session, form: Form) -> SubmissionCounts:
     return SubmissionCounts(inbox=counts.get(False, 0), spam=counts.get(True, 0))
 
 
-def submission_record(submission: Submission) -> dict[str, Any]:
-    """A submission as plain data (JSON-ready): what exports and scripts read."""
+def submission_record(submission: Submission, *, base_url: str = "") -> dict[str, Any]:
+    """A submission as plain data (JSON-ready): what exports and scripts read. Each file's
+    link leads to the dashboard (`base_url` first), where its owner signs in."""
     return {
         "id": submission.id,
         "form": submission.form.key,
@@ -311,5 +312,15 @@ def submission_record(submission: Submission) -> dict[str, Any]:
                 "sent_at": d.sent_at.isoformat() if d.sent_at else None,
             }
             for d in submission.deliveries
+        ],
+        "files": [
+            {
+                "field": a.field,
+                "name": a.filename,
+                "size": a.size,
+                "content_type": a.content_type,
+                "url": f"{base_url}/submissions/{submission.id}/files/{a.id}",
+            }
+            for a in submission.attachments
         ],
     }
