@@ -71,7 +71,7 @@ def storage(
 ) -> Stored:
     """Each test once with local storage and once with S3 (moto); set before `app`."""
     root = tmp_path / "uploads"
-    app_config["upload_path"] = root
+    app_config["upload_dir"] = str(root)
     if request.param == "local":
         return Stored("local", root)
     url = request.getfixturevalue("moto_s3_url")

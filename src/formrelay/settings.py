@@ -73,8 +73,8 @@ class Settings:
     # form's own limits are lower.
     max_upload_body_bytes: int = 105 * 1024 * 1024
     storage: str = "local"
-    # Unset: <instance>/uploads (filled in by load_settings).
-    upload_path: Path = Path("")
+    # Unset: <instance>/uploads (upload_path, filled in by load_settings).
+    upload_dir: str = ""
     s3_bucket: str = ""
     s3_prefix: str = "uploads/"
     s3_sse: str = "AES256"
@@ -102,6 +102,9 @@ class Settings:
 
     # Not a setting: whether FORMRELAY_BASE_URL gave base_url, rather than the local address.
     base_url_is_set: bool = field(default=False, metadata={DERIVED: True})
+    # Not a setting: the folder local storage keeps uploads in (FORMRELAY_UPLOAD_PATH, made
+    # absolute, or <instance>/uploads).
+    upload_path: Path = field(default=Path("uploads"), metadata={DERIVED: True})
 
     @property
     def is_production(self) -> bool:
@@ -126,6 +129,8 @@ class Settings:
                 text = f"(unset: development key in {self.instance_path / 'secret_key'})"
             elif f.name in SECRET_FIELDS:
                 text = "********" if value else "(unset)"
+            elif f.name == "upload_dir" and not value:
+                text = f"(unset: {self.upload_path})"
             elif f.name == "database_url":
                 text = _mask_url_password(value)
             else:
@@ -167,7 +172,7 @@ FIELD_TO_VAR = {
     "max_fields": "FORMRELAY_MAX_FIELDS",
     "max_upload_body_bytes": "FORMRELAY_MAX_UPLOAD_BODY_BYTES",
     "storage": "FORMRELAY_STORAGE",
-    "upload_path": "FORMRELAY_UPLOAD_PATH",
+    "upload_dir": "FORMRELAY_UPLOAD_PATH",
     "s3_bucket": "FORMRELAY_S3_BUCKET",
     "s3_prefix": "FORMRELAY_S3_PREFIX",
     "s3_sse": "FORMRELAY_S3_SSE",
@@ -381,7 +386,7 @@ def _upload_settings(s: Settings, instance: Path) -> dict[str, object]:
         )
     if s.download_link_days < 1:
         raise ConfigError("FORMRELAY_DOWNLOAD_LINK_DAYS must be at least 1")
-    path = s.upload_path if str(s.upload_path) not in ("", ".") else instance / "uploads"
+    path = Path(s.upload_dir) if s.upload_dir else instance / "uploads"
     return {"upload_path": path.resolve()}
 
 

@@ -25,7 +25,7 @@ def server() -> Iterator[MailServer]:
 @pytest.fixture
 def mail_config(app_config, server, tmp_path):
     point_app_at(app_config, server.port)
-    app_config.update(upload_path=tmp_path / "uploads", attach_max_bytes=50_000)
+    app_config.update(upload_dir=str(tmp_path / "uploads"), attach_max_bytes=50_000)
     return app_config
 
 
@@ -72,7 +72,7 @@ def test_files_are_left_out_when_the_server_would_refuse_the_size(app_config, tm
 
     with MailServer(data_size_limit=20_000) as small:
         point_app_at(app_config, small.port)
-        app_config.update(upload_path=tmp_path / "uploads", attach_max_bytes=100_000)
+        app_config.update(upload_dir=str(tmp_path / "uploads"), attach_max_bytes=100_000)
         app = create_app(app_config)
         with app.app_context():
             client = app.test_client()
