@@ -84,7 +84,7 @@ def test_a_download_is_an_attachment_that_never_renders(storage, client, auth, n
 def test_a_unicode_name_is_offered_as_it_was_sent(storage, client, auth):
     [a] = uploaded(client, ("f", ("Lebenslauf Zoë.pdf", PDF, "application/pdf")))
     auth.login()
-    r, body, headers = fetched(client, dashboard_path(a), storage)
+    _, body, headers = fetched(client, dashboard_path(a), storage)
     assert body == PDF
     disposition = headers["Content-Disposition"]
     assert unquote(disposition.split("filename*=UTF-8''")[1]) == "Lebenslauf Zoë.pdf"
@@ -109,7 +109,7 @@ def test_another_users_files_do_not_exist_for_them(storage, client, auth):
 def test_a_signed_link_downloads_without_an_account(storage, client):
     [a] = uploaded(client, ("f", ("cv.pdf", PDF, "application/pdf")))
     url = files.download_url(get_settings(), a)
-    r, body, headers = fetched(client, url.removeprefix(get_settings().base_url), storage)
+    _, body, headers = fetched(client, url.removeprefix(get_settings().base_url), storage)
     assert body == PDF
     assert headers["Content-Disposition"].startswith("attachment;")
 

@@ -262,7 +262,7 @@ NAMES = [
     ("../../etc/passwd.txt", "passwd.txt"),
     (r"..\\..\\windows\\win.ini.txt", "win.ini.txt"),  # backslashes escaped in the header
     ("re\x00port.txt", "report.txt"),
-    ("Grüße – 履歴書.txt", "Grüße – 履歴書.txt"),
+    ("Grüße \u2013 履歴書.txt", "Grüße \u2013 履歴書.txt"),
     ("\u202etxt.exe.txt", "_txt.exe.txt"),
     ("...txt", "txt"),
     ("CON.txt", "_CON.txt"),

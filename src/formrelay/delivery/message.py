@@ -201,7 +201,7 @@ def build_notification(delivery: Delivery, settings: Settings) -> Message:
     for name, value in submission.fields:
         if name not in SPECIAL_FIELDS:  # stored before they were all kept out of the data
             values.setdefault(visible(name), []).append(safe_text(value))
-    context = {
+    context: dict[str, object] = {
         "form_name": header_text(form.name),
         "values": values,
         "referrer": header_text(submission.referrer or ""),

@@ -187,7 +187,8 @@ def _files_of(session: Session, ids: list[int]) -> dict[int, list[Any]]:
 def file_cell(files: Any, base_url: str) -> str:
     """The CSV cell listing a submission's files: "name (size) link", one per line."""
     return "\n".join(
-        f"{f.filename} ({format_size(f.size)}) {base_url}/submissions/{f.submission_id}/files/{f.id}"
+        f"{f.filename} ({format_size(f.size)}) "
+        f"{base_url}/submissions/{f.submission_id}/files/{f.id}"
         for f in files
     )
 

@@ -153,7 +153,7 @@ def _after_commit(session: object) -> None:
         if not has_app_context():  # left for the sweep
             return
         storage = get_storage(get_settings())
-    discard(storage, keys)  # type: ignore[arg-type]
+    discard(storage, keys)
 
 
 def _after_rollback(session: object) -> None:

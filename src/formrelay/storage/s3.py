@@ -3,6 +3,7 @@ streamed with a multipart upload, downloaded by presigned redirect."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -66,12 +67,10 @@ class S3Writer:
     def abort(self) -> None:
         self.buffer = bytearray()
         if self.upload_id is not None:
-            try:
+            with contextlib.suppress(BotoCoreError, ClientError):  # else the sweep aborts it
                 self.storage.client.abort_multipart_upload(
                     Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id
                 )
-            except (BotoCoreError, ClientError):
-                pass  # the sweep aborts uploads left open
             self.upload_id = None
 
     def _upload_part(self, chunk: bytes) -> None:
@@ -138,8 +137,8 @@ class S3Storage:
         try:
             # Multipart uploads a killed process left open hold parts (and cost) but no key.
             uploads = self.client.get_paginator("list_multipart_uploads")
-            for page in uploads.paginate(Bucket=self.bucket, Prefix=self.prefix):
-                for upload in page.get("Uploads", []):
+            for listing in uploads.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in listing.get("Uploads", []):
                     if upload["Initiated"] < older_than:
                         self.client.abort_multipart_upload(
                             Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
