@@ -65,7 +65,7 @@ def test_s3_objects_are_encrypted_at_rest(storage: Stored, client):
 
 def test_a_large_file_goes_to_s3_in_parts_and_arrives_whole(storage: Stored, client):
     form = make_files_form(max_file_mb=30, max_total_mb=30)
-    data = PDF + bytes(range(256)) * (20 * 1024 * 1024 // 256)  # 20 MB: three 8 MB parts
+    data = PDF + bytes(range(256)) * (20 * 1024 * 1024 // 256)  # 20 MB: four 5 MiB parts
     r = post(client, form, [("doc", ("big.pdf", data, "application/pdf"))])
     assert r.status_code == 200, r.json
     [a] = attachments()

@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 
     from ..settings import Settings
 
-# S3's smallest part but the last is 5 MiB; 8 MiB keeps a 50 MB upload to 7 requests and at
-# most one part in memory.
-PART_BYTES = 8 * 1024 * 1024
+# S3's smallest part but the last is 5 MiB: the least held in memory per upload (botocore
+# keeps a copy while it signs and sends a part), 10 requests for a 50 MB file.
+PART_BYTES = 5 * 1024 * 1024
 
 
 class S3Writer:
@@ -38,9 +38,8 @@ class S3Writer:
 
     def write(self, data: bytes) -> None:
         self.buffer += data
-        while len(self.buffer) >= PART_BYTES:
-            chunk = bytes(self.buffer[:PART_BYTES])
-            del self.buffer[:PART_BYTES]
+        if len(self.buffer) >= PART_BYTES:
+            chunk, self.buffer = bytes(self.buffer), bytearray()
             self._upload_part(chunk)
 
     def close(self) -> None:
