@@ -1,14 +1,15 @@
 """formrelay's benchmarks: every figure beside its ceiling, measured in one run.
 
-    .venv/bin/python bench/run.py [--quick] [--only servers,ingest,delivery,memory,uploads,dashboard]
+    .venv/bin/python bench/run.py [--quick]
+        [--only servers,ingest,delivery,memory,uploads,dashboard]
 
 Servers run as the Procfile runs them (its `web` line, WEB_CONCURRENCY workers) and are
 loaded only on 127.0.0.1 by wrk: closed loop for peak throughput, and paced, with requests
 arriving as a Poisson process, for latency at a fixed rate (see paced). hey's figure at the
 same rate, from bursts of synchronised requests, is reported beside it.
 The uploads section (bench/uploads.py) streams a 50 MB file to local storage and to S3
-(moto), watching the web worker's RSS. The dashboard section (bench/dashboard.py) seeds a million submissions and measures the
-owner's pages, search and export through the same server.
+(moto), watching the web worker's RSS. The dashboard section (bench/dashboard.py) seeds
+a million submissions and measures the owner's pages, search and export through the same server.
 Results go to bench/results/latest.json and latest.md; the last lines printed are one
 `TARGET <name> <measured> <goal> PASS|MISS` per target.
 """

@@ -14,6 +14,7 @@ moto in server mode on this machine, is reported).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -73,10 +74,8 @@ class RSSSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             for pid in children(self.master) or [self.master]:
-                try:
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                     self.peak[pid] = max(self.peak.get(pid, 0.0), rss_mb(pid))
-                except (FileNotFoundError, ProcessLookupError):
-                    pass
             time.sleep(0.005)
 
 
