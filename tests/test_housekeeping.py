@@ -138,7 +138,9 @@ def test_the_sweep_removes_objects_no_submission_names_once_they_are_old(
         path = storage.root / orphan[:2] / orphan
         os.utime(path, (old, old))
         # A write a killed process left unfinished.
-        stale = path.with_name(new_key() + ".part")
+        unfinished = new_key()
+        stale = storage.root / unfinished[:2] / f"{unfinished}.part"
+        stale.parent.mkdir(parents=True, exist_ok=True)
         stale.write_bytes(b"half")
         os.utime(stale, (old, old))
         young_writer = store.writer(young)
@@ -146,7 +148,7 @@ def test_the_sweep_removes_objects_no_submission_names_once_they_are_old(
         young_writer.close()
         result = run(app, runner, "sweep")
         assert result.exit_code == 0, result.output
-        assert result.output == "Deleted 1 stored file(s) that no submission names.\n"
+        assert result.output == "Deleted 2 stored file(s) that no submission names.\n"
         assert sorted(storage.objects()) == sorted([kept.storage_key, young])
     else:
         # S3's LastModified cannot be set back: sweep as if two hours had passed.

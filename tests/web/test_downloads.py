@@ -203,3 +203,12 @@ def test_local_files_go_out_through_the_front_server_when_configured(storage, ap
             db.session.commit()
             db.session.remove()
             db.engine.dispose()
+
+
+def test_the_submission_page_lists_its_files_with_their_links(storage, client, auth):
+    [a] = uploaded(client, ("cv", ("Lebenslauf Zoë.pdf", PDF, "application/pdf")))
+    auth.login()
+    page = client.get(f"/submissions/{a.submission_id}").get_data(as_text=True)
+    assert f'href="{dashboard_path(a)}"' in page
+    assert "Lebenslauf Zoë.pdf</a>" in page
+    assert f"(cv, {len(PDF)} bytes, application/pdf)" in page

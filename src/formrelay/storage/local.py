@@ -88,10 +88,8 @@ class LocalStorage:
                         continue
                 except FileNotFoundError:
                     continue
-                if entry.name.endswith(PARTIAL):
-                    # A write a killed process left unfinished: no row can point to it.
-                    entry.unlink(missing_ok=True)
-                    continue
+                # A .part file is a write a killed process left unfinished: no row names it,
+                # so the sweep deletes it like any orphan.
                 yield entry.name
 
     def serve(self, key: str, *, filename: str, content_type: str, expires_in: int) -> Served:

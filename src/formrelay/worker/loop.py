@@ -162,15 +162,20 @@ class Worker:
         return outcomes
 
     def _load(self, session: Session, claims: list[Claim]) -> dict[int, Delivery]:
-        # The whole batch in three queries, not three per message. Committing (not rolling
+        # The whole batch in four queries, not four per message. Committing (not rolling
         # back) ends the read keeping the objects loaded (expire_on_commit=False): no
-        # transaction stays open while a mail server takes its time.
+        # transaction stays open while a mail server takes its time (a lazy load while
+        # building a message would open one, and SQLite could not then record the outcome).
+        submission = selectinload(Delivery.submission)
         loaded = {
             d.id: d
             for d in session.scalars(
                 select(Delivery)
                 .where(D.id.in_([c.delivery_id for c in claims]))
-                .options(selectinload(Delivery.submission).selectinload(Submission.form))
+                .options(
+                    submission.selectinload(Submission.form),
+                    submission.selectinload(Submission.attachments),
+                )
             )
         }
         session.commit()
