@@ -263,7 +263,7 @@ NAMES = [
     (r"..\\..\\windows\\win.ini.txt", "win.ini.txt"),  # backslashes escaped in the header
     ("re\x00port.txt", "report.txt"),
     ("Grüße \u2013 履歴書.txt", "Grüße \u2013 履歴書.txt"),
-    ("\u202etxt.exe.txt", "_txt.exe.txt"),
+    ("\u202etxt.exe.txt", "txt.exe.txt"),
     ("...txt", "txt"),
     ("CON.txt", "_CON.txt"),
     ("a" * 1000 + ".txt", "a" * 196 + ".txt"),

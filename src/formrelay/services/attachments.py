@@ -77,16 +77,25 @@ _SIGNED_EXTENSIONS = frozenset(kind.extension for kind in filetype.types) | froz
     {"jpeg", "tiff", "docx", "xlsx", "pptx", "odt", "ods", "odp", "doc", "xls", "ppt"}
 )
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# What browsers take for HTML when they sniff (WHATWG MIME Sniffing, "text/html" patterns),
+# after a BOM, white space and comments.
 _HTML_START = re.compile(
     rb"^(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body|script|iframe"
-    rb"|meta|title|style|object|embed|a\s|div|img|form|svg|\?xml)",
+    rb"|meta|title|style|object|embed|a|div|img|form|table|font|br|p|h1|b)[\s>/]",
     re.IGNORECASE | re.DOTALL,
 )
-_SVG = re.compile(rb"<svg[\s>]", re.IGNORECASE)
+# An XML document (or a bare root element) that is an SVG image or XHTML page: it runs scripts
+# when opened in a browser.
+_XML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<(?:\?xml|!doctype|svg|!--)", re.IGNORECASE)
+_SVG = re.compile(rb"<svg[\s>/]", re.IGNORECASE)
+_XHTML = re.compile(rb"<html[\s>/]", re.IGNORECASE)
 _SCRIPT_START = re.compile(rb"^(?:\xef\xbb\xbf)?(?:#!|<\?php|<%)", re.IGNORECASE)
-_UNSAFE_NAME_CHARACTERS = re.compile(
-    r'[\x00-\x1f\x7f-\x9f<>:"/\\|?*\u200b-\u200f\u202a-\u202e\u2066-\u2069]'
+# Dropped: control characters and the invisible ones that reorder or hide text (bidi
+# overrides show "cv\u202efdp.exe" as "cvexe.pdf"). Replaced: what a file system reserves.
+_INVISIBLE_CHARACTERS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
 )
+_RESERVED_CHARACTERS = re.compile(r'[<>:"/\\|?*]')
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\.|$)", re.IGNORECASE)
 
 
@@ -143,9 +152,9 @@ def sanitise_filename(raw: str) -> str:
     """A name fit to show and to offer as a download: the last path segment, NFC, no control,
     bidi or reserved characters, no leading dots, at most MAX_FILENAME characters (keeping
     the extension); "file" when nothing is left."""
-    name = unicodedata.normalize("NFC", raw.replace("\x00", ""))
+    name = _INVISIBLE_CHARACTERS.sub("", unicodedata.normalize("NFC", raw))
     name = re.split(r"[/\\]", name)[-1]
-    name = _UNSAFE_NAME_CHARACTERS.sub("_", name)
+    name = _RESERVED_CHARACTERS.sub("_", name)
     name = " ".join(name.split()).strip(". ")
     if _WINDOWS_RESERVED.match(name):
         name = "_" + name
@@ -188,8 +197,13 @@ def sniff(head: bytes) -> str | None:
         return "executable"
     if _SCRIPT_START.match(head):
         return "script"
+    if _XML_START.match(head):
+        if _SVG.search(head):
+            return "svg"
+        if _XHTML.search(head):
+            return "html"
     if _HTML_START.match(head):
-        return "svg" if _SVG.search(head) else "html"
+        return "html"
     return None
 
 
