@@ -350,3 +350,45 @@ def test_a_body_cut_short_in_a_file_leaves_nothing(storage: Stored, client):
     assert r.status_code == 400
     assert r.json["errors"][0]["code"] in {"INVALID_MULTIPART", "INCOMPLETE_BODY"}
     assert storage.objects() == [] and submissions() == 0
+
+
+def test_storage_that_fails_mid_upload_is_a_503_and_keeps_nothing(
+    storage: Stored, client, monkeypatch
+):
+    from formrelay.settings import get_settings
+    from formrelay.storage import StorageError, get_storage
+
+    form = make_files_form(max_file_mb=2)
+    store = get_storage(get_settings())
+    real_writer = store.writer
+    writes = {"n": 0}
+
+    def failing_writer(key):
+        writer = real_writer(key)
+        real_write = writer.write
+
+        def write(data):
+            writes["n"] += 1
+            if writes["n"] > 3:
+                writer.abort()
+                raise StorageError("disk full")
+            real_write(data)
+
+        monkeypatch.setattr(writer, "write", write)
+        return writer
+
+    monkeypatch.setattr(store, "writer", failing_writer)
+    r = post(
+        client,
+        form,
+        [
+            ("a", ("one.pdf", PDF, "application/pdf")),
+            ("b", ("two.pdf", PDF + b"x" * 1_000_000, "application/pdf")),
+        ],
+    )
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "30"
+    assert r.json["errors"] == [
+        {"code": "STORAGE_UNAVAILABLE", "message": "The service cannot store files right now."}
+    ]
+    assert storage.objects() == [] and submissions() == 0
