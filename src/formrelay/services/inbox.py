@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import Select, delete, func, literal, select, tuple_
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.sql.elements import ColumnElement
 
 from ..models import Attachment, Delivery, DeliveryStatus, Form, Submission, User, utcnow
 from . import attachments, search
