@@ -12,6 +12,9 @@ from formrelay.worker import make_worker
 
 from ..mailserver import MailServer, point_app_at
 from ..uploads import PDF, attachments, make_files_form, post
+from .test_ses import aws_isolated, moto_url, ses, verified_sender
+
+__all__ = ["aws_isolated", "moto_url", "ses", "verified_sender"]  # fixtures, for pytest
 
 OWNER = "owner@example.com"
 
@@ -91,3 +94,41 @@ def test_files_are_left_out_when_the_server_would_refuse_the_size(app_config, tm
             assert [a.filename for a in attachments()] == ["cv.pdf"]
             db.session.remove()
             db.engine.dispose()
+
+
+def test_ses_sends_small_files_attached_within_its_limit(verified_sender, app_config, tmp_path):
+    from email import message_from_string, policy
+
+    from formrelay import create_app
+    from formrelay.extensions import db
+
+    app_config.update(upload_dir=str(tmp_path / "uploads"))
+    app = create_app(app_config)
+    with app.app_context():
+        client = app.test_client()
+        form = make_files_form()
+        r = post(client, form, [("cv", ("cv.pdf", PDF, "application/pdf"))])
+        assert r.status_code == 200, r.json
+        assert send(app) == ["sent"]
+        [sent] = verified_sender.sent()
+        message = message_from_string(sent["raw_data"], policy=policy.default)
+        [attached] = list(message.iter_attachments())
+        assert (attached.get_filename(), attached.get_content()) == ("cv.pdf", PDF)
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_the_ses_budget_stays_under_its_40_mb_message_limit():
+    from formrelay.delivery.message import _to_attach
+    from formrelay.models import Attachment
+    from formrelay.settings import load_settings
+
+    settings = load_settings(
+        {"MAIL_BACKEND": "ses", "AWS_REGION": "us-east-1", "MAIL_DEFAULT_SENDER": "f@example.com",
+         "FORMRELAY_ATTACH_MAX_BYTES": str(20 * 1024 * 1024),
+         "FORMRELAY_ATTACH_TOTAL_BYTES": str(100 * 1024 * 1024)}
+    )  # fmt: skip
+    files = [Attachment(filename=f"{n}.pdf", size=15 * 1024 * 1024) for n in range(3)]
+    chosen = _to_attach(files, settings)
+    assert [a.filename for a in chosen] == ["0.pdf"]  # two would be 40 MB after base64
+    assert sum(a.size for a in chosen) * 4 / 3 < 40 * 1024 * 1024
