@@ -145,7 +145,7 @@ def export_chunks(
     return json_chunks(session, query, progress, base_url=base_url)
 
 
-def _rows(session: Session, query: Select[Any]) -> Iterator[Any]:
+def _rows(session: Session, query: Select[Any], *, with_files: bool = False) -> Iterator[Any]:
     """(id, time as its CSV cell, fields) of each submission, streamed BATCH_ROWS at a
     time; the database formats the time, which costs it less than Python."""
     connection = session.connection()
@@ -161,8 +161,8 @@ def _rows(session: Session, query: Select[Any]) -> Iterator[Any]:
     )
     decode = None if dialect == "postgresql" else json.loads
     for batch in result.partitions():
-        # The batch's files, in one query (a form without files finds none, cheaply).
-        files = _files_of(session, [row[0] for row in batch])
+        # The batch's files, in one query, when the export has any.
+        files = _files_of(session, [row[0] for row in batch]) if with_files else {}
         if decode is None:
             for submission_id, time, fields in batch:
                 yield submission_id, time, fields, files.get(submission_id, ())
@@ -263,7 +263,7 @@ def csv_chunks(
     )
     written = 0
     # The hot loop of a million-row export: plain lists and local names, no calls per cell.
-    for submission_id, time, fields, files in _rows(session, query):
+    for submission_id, time, fields, files in _rows(session, query, with_files=with_files):
         cells: list[Any] = [submission_id, time, *([""] * width)]
         filled = 0  # bit i: column i holds a value already
         for name, value in fields:
@@ -293,7 +293,12 @@ def csv_chunks(
 
 
 def _any_files(session: Session, query: Select[Any]) -> bool:
-    """Whether any selected submission has a file (the CSV then has a files column)."""
+    """Whether any selected submission has a file (the CSV then has a files column).
+
+    An installation without any file answers from the empty table at once; otherwise the
+    filter is joined to the files."""
+    if session.scalar(select(Attachment.id).limit(1)) is None:
+        return False
     ids = query.with_only_columns(Submission.id).order_by(None)
     found = session.scalar(
         select(Attachment.id).where(Attachment.submission_id.in_(ids.scalar_subquery())).limit(1)
