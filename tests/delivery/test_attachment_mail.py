@@ -69,29 +69,43 @@ def test_a_small_file_is_attached_and_every_file_linked(server, mail_config, app
         response.close()
 
 
-def test_files_are_left_out_when_the_server_would_refuse_the_size(app_config, tmp_path):
+def test_files_that_would_pass_the_servers_size_stay_linked_only(app_config, tmp_path):
     from formrelay import create_app
     from formrelay.extensions import db
 
-    with MailServer(data_size_limit=20_000) as small:
+    with MailServer(data_size_limit=40_000) as small:
         point_app_at(app_config, small.port)
         app_config.update(upload_dir=str(tmp_path / "uploads"), attach_max_bytes=100_000)
         app = create_app(app_config)
         with app.app_context():
             client = app.test_client()
             form = make_files_form()
-            r = post(client, form, [("cv", ("cv.pdf", PDF + b"x" * 30_000, "application/pdf"))])
+            r = post(
+                client,
+                form,
+                [
+                    ("a", ("small.pdf", PDF + b"s" * 5_000, "application/pdf")),
+                    ("b", ("big.pdf", PDF + b"x" * 30_000, "application/pdf")),
+                    ("c", ("tiny.pdf", PDF, "application/pdf")),
+                ],
+            )
             assert r.status_code == 200, r.json
             assert send(app) == ["sent"]
             [received] = small.received
+            assert len(received.content) <= 40_000
             message = received.message
-            assert list(message.iter_attachments()) == []
+            assert [a.get_filename() for a in message.iter_attachments()] == [
+                "small.pdf",
+                "tiny.pdf",
+            ]
             texts = [
                 p.get_content() for p in message.walk() if p.get_content_type() == "text/plain"
             ]
-            assert "larger than the 20000 bytes the mail server accepts" in texts[-1]
-            assert "http://forms.test/files/" in message.get_body(("plain",)).get_content()
-            assert [a.filename for a in attachments()] == ["cv.pdf"]
+            assert texts[-1].startswith("Not attached (big.pdf): with them this message would")
+            assert "larger than the 40000 bytes the mail server accepts" in texts[-1]
+            body = message.get_body(("plain",)).get_content()
+            assert body.count("http://forms.test/files/") == 3
+            assert [a.filename for a in attachments()] == ["small.pdf", "big.pdf", "tiny.pdf"]
             db.session.remove()
             db.engine.dispose()
 

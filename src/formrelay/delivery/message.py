@@ -288,19 +288,38 @@ def _file_part(storage: Storage, attachment: Attachment) -> MIMEBase:
 
 
 def without_attachments(message: Message, limit: int) -> Message:
-    """`message` less its attached files (a mail server's SIZE refuses it whole): the
-    links in its text still download them, and a note says why they are missing."""
+    """`message` with only the attached files that fit in `limit` bytes (a mail server's
+    SIZE), in order; a note names the files left out, which the links in its text still
+    download."""
     if message.get_content_type() != "multipart/mixed":
         return message
-    parts = message.get_payload()
-    assert isinstance(parts, list)
-    message.set_payload([parts[0]])
-    note = _text_part(
-        "The files were not attached: with them this message would be larger than the "
-        f"{limit} bytes the mail server accepts. The links above download them.\n",
-        "plain",
-    )
-    message.attach(note)
+    payload = message.get_payload()
+    assert isinstance(payload, list)
+    parts: list[Message] = [part for part in payload if isinstance(part, Message)]
+    body, files = parts[0], parts[1:]
+    note_room = 1024  # the note and the boundaries around it
+    message.set_payload([body])
+    size = len(message.as_bytes()) + note_room
+    kept: list[Message] = []
+    left_out: list[str] = []
+    for part in files:
+        length = len(part.as_bytes()) + 100  # with its boundary line
+        if size + length <= limit:
+            kept.append(part)
+            size += length
+        else:
+            left_out.append(part.get_filename() or "file")
+    for part in kept:
+        message.attach(part)
+    if left_out:
+        message.attach(
+            _text_part(
+                f"Not attached ({', '.join(left_out)}): with them this message would be larger "
+                f"than the {limit} bytes the mail server accepts. The links above download "
+                "them.\n",
+                "plain",
+            )
+        )
     return message
 
 
