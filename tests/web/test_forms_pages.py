@@ -686,3 +686,17 @@ def test_upload_limits_that_contradict_each_other_are_refused_on_the_page(
     )
     db.session.refresh(form)
     assert not form.files_enabled
+
+
+def test_the_setup_snippet_sends_files_once_the_form_takes_them(
+    client: FlaskClient, auth: AuthActions
+) -> None:
+    form = owner_form()
+    auth.login(OWNER)
+    plain = client.get(f"/forms/{form.key}/setup").get_data(as_text=True)
+    assert "multipart/form-data" not in plain and 'type="file"' not in plain
+    form.files_enabled = True
+    db.session.commit()
+    page = client.get(f"/forms/{form.key}/setup").get_data(as_text=True)
+    assert 'method="POST" enctype="multipart/form-data"&gt;' in page
+    assert '&lt;input type="file" name="attachment"&gt;' in page
