@@ -392,3 +392,23 @@ def test_storage_that_fails_mid_upload_is_a_503_and_keeps_nothing(
         {"code": "STORAGE_UNAVAILABLE", "message": "The service cannot store files right now."}
     ]
     assert storage.objects() == [] and submissions() == 0
+
+
+def test_several_files_under_one_name_are_all_kept_in_order(storage: Stored, client):
+    form = make_files_form()
+    r = post(
+        client,
+        form,
+        [
+            ("photos", ("one.png", PNG, "image/png")),
+            ("photos", ("two.png", PNG, "image/png")),
+            ("cv", ("cv.pdf", PDF, "application/pdf")),
+        ],
+    )
+    assert r.status_code == 200, r.json
+    assert [(a.field, a.filename) for a in attachments()] == [
+        ("photos", "one.png"),
+        ("photos", "two.png"),
+        ("cv", "cv.pdf"),
+    ]
+    assert len(storage.objects()) == 3
