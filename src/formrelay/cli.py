@@ -869,7 +869,14 @@ def config_group() -> None:
     help="Also connect to the mail backend (SMTP: EHLO, login, NOOP; SES: GetAccount), "
     "sending nothing; exit with status 1 when that fails.",
 )
-def config_check(mail: bool) -> None:
+@click.option(
+    "--storage",
+    "check_storage",
+    is_flag=True,
+    help="Also write, read and delete a probe file in the upload storage (the folder, or "
+    "the S3 bucket); exit with status 1 when that fails.",
+)
+def config_check(mail: bool, check_storage: bool) -> None:
     """Validate the settings and print every effective value, secrets masked."""
     settings = load_settings()  # raises ConfigError, reported by main()
     width = max(len(k) for k in settings.masked())
@@ -881,3 +888,13 @@ def config_check(mail: bool) -> None:
         if not result.ok:
             raise click.ClickException(f"mail check failed ({result.backend}): {result.message}")
         click.echo(f"mail OK ({result.backend}): {result.message}")
+    if check_storage:
+        from .storage import StorageError, get_storage
+
+        try:
+            checked = get_storage(settings).check()
+        except StorageError as exc:
+            raise click.ClickException(
+                f"storage check failed ({settings.storage}): {exc}"
+            ) from None
+        click.echo(f"storage OK ({settings.storage}): {checked}")

@@ -67,6 +67,10 @@ class Storage(Protocol):
         """How to hand the object to a browser as a download named `filename`."""
         ...
 
+    def check(self) -> str:
+        """Write, read and delete a probe object; what was checked, or StorageError."""
+        ...
+
 
 StorageFactory = Callable[["Settings"], Storage]
 _FACTORIES: dict[str, StorageFactory] = {}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from . import Served, StorageError
+from . import Served, StorageError, new_key
 
 PARTIAL = ".part"
 
@@ -73,7 +73,10 @@ class LocalStorage:
             raise StorageError(f"cannot read {key}: {exc.strerror or exc}") from None
 
     def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
+        try:
+            self.path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {key}: {exc.strerror or exc}") from None
 
     def keys(self, older_than: datetime) -> Iterator[str]:
         if not self.root.is_dir():
@@ -91,6 +94,18 @@ class LocalStorage:
                 # A .part file is a write a killed process left unfinished: no row names it,
                 # so the sweep deletes it like any orphan.
                 yield entry.name
+
+    def check(self) -> str:
+        probe = new_key()
+        writer = self.writer(probe)
+        writer.write(b"formrelay storage check")
+        writer.close()
+        with self.open(probe) as stream:
+            ok = stream.read() == b"formrelay storage check"
+        self.delete(probe)
+        if not ok:
+            raise StorageError(f"{self.root} gave back other bytes than were written")
+        return f"wrote, read and deleted a file in {self.root}"
 
     def serve(self, key: str, *, filename: str, content_type: str, expires_in: int) -> Served:
         path = self.path(key)

@@ -13,7 +13,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import Served, StorageError
+from . import Served, StorageError, new_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -149,6 +149,18 @@ class S3Storage:
                         yield item["Key"][len(self.prefix) :]
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot list S3 bucket {self.bucket}: {exc}") from None
+
+    def check(self) -> str:
+        probe = new_key()
+        writer = self.writer(probe)
+        writer.write(b"formrelay storage check")
+        writer.close()
+        with contextlib.closing(self.open(probe)) as stream:
+            ok = stream.read() == b"formrelay storage check"
+        self.delete(probe)
+        if not ok:
+            raise StorageError(f"s3://{self.bucket} gave back other bytes than were written")
+        return f"wrote (encrypted), read and deleted an object in s3://{self.bucket}/{self.prefix}"
 
     def serve(self, key: str, *, filename: str, content_type: str, expires_in: int) -> Served:
         disposition = f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
