@@ -146,3 +146,12 @@ def test_the_ses_budget_stays_under_its_40_mb_message_limit():
     chosen = _to_attach(files, settings)
     assert [a.filename for a in chosen] == ["0.pdf"]  # two would be 40 MB after base64
     assert sum(a.size for a in chosen) * 4 / 3 < 40 * 1024 * 1024
+
+
+def test_a_zero_attachment_size_links_every_file():
+    from formrelay.delivery.message import _to_attach
+    from formrelay.models import Attachment
+    from formrelay.settings import load_settings
+
+    settings = load_settings({"FORMRELAY_ATTACH_MAX_BYTES": "0"})
+    assert _to_attach([Attachment(filename="empty.txt", size=0)], settings) == []

@@ -259,6 +259,8 @@ def _to_attach(files: list[Attachment], settings: Settings) -> list[Attachment]:
     """The files small enough to attach, in order, while the message stays within
     FORMRELAY_ATTACH_TOTAL_BYTES (and SES's 40 MB, counted after base64); the others are
     only linked."""
+    if settings.attach_max_bytes == 0 or settings.attach_total_bytes == 0:
+        return []  # every file linked, none attached
     budget = settings.attach_total_bytes
     if settings.mail_backend == "ses":
         budget = min(budget, SES_MAX_ATTACHED_BYTES)
