@@ -171,3 +171,16 @@ def test_the_worker_purges_and_sweeps_at_start_then_daily(
     later = time.monotonic() + 24 * 3600 + 1
     monkeypatch.setattr(time, "monotonic", lambda: later)
     assert worker.housekeeping.maybe_run() is not None
+
+
+def test_submissions_list_says_how_many_files_a_submission_has(
+    storage: Stored, app, client, runner
+):
+    form = make_files_form()
+    sid = upload(client, form)
+    result = run(app, runner, "submissions", "list", "--form", form.key)
+    assert result.exit_code == 0, result.output
+    [line] = result.output.splitlines()
+    assert (
+        line.startswith(f"{sid}  ") and "(empty)  (1 file(s))  [owner@example.com pending]" in line
+    )

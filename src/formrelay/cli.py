@@ -653,7 +653,7 @@ def submissions_list(form_key: str | None, limit: int, spam: bool, as_json: bool
 
 
 def _submission_line(s: Submission) -> str:
-    """One line: id, time, form, the first fields and where each delivery stands."""
+    """One line: id, time, form, the first fields, its files and where each delivery stands."""
     summary = "; ".join(f"{name}: {' '.join(value.split())}" for name, value in s.fields)
     if len(summary) > SUMMARY_CHARS:
         summary = summary[: SUMMARY_CHARS - 1] + "…"
@@ -661,7 +661,10 @@ def _submission_line(s: Submission) -> str:
         outcome = f"spam ({s.spam_reason})" if s.spam_reason else "spam"
     else:
         outcome = ", ".join(f"{d.target} {d.status}" for d in s.deliveries) or "nothing to send"
-    return f"{s.id}  {_stamp(s.created_at)}  {s.form.key}  {summary or '(empty)'}  [{outcome}]"
+    files = f"  ({len(s.attachments)} file(s))" if s.attachments else ""
+    return (
+        f"{s.id}  {_stamp(s.created_at)}  {s.form.key}  {summary or '(empty)'}{files}  [{outcome}]"
+    )
 
 
 # -- export and import --------------------------------------------------------------------

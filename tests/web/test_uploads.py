@@ -412,3 +412,15 @@ def test_several_files_under_one_name_are_all_kept_in_order(storage: Stored, cli
         ("cv", "cv.pdf"),
     ]
     assert len(storage.objects()) == 3
+
+
+def test_a_file_to_a_form_that_does_not_exist_is_a_404_and_keeps_nothing(storage: Stored, client):
+    r = client.post(
+        "/f/no-such-form",
+        data=multipart([("cv", ("cv.pdf", PDF, "application/pdf"))]),
+        content_type=BOUNDARY_TYPE,
+        headers={"Accept": "application/json"},
+    )
+    assert r.status_code == 404
+    assert r.json["errors"][0]["code"] == "FORM_NOT_FOUND"
+    assert storage.objects() == []
