@@ -144,3 +144,22 @@ def test_formspree_ajax_shows_a_refused_file_by_its_field(
     expect(page.locator("input[name=cv]")).to_have_attribute("aria-invalid", "true")
     assert formrelay.submissions() == []
     db.session.rollback()
+
+
+def test_formspree_react_uploads_a_file(
+    page: Page, client_site: FormSite, formrelay: LiveFormrelay, cv: Path
+) -> None:
+    from .test_formspree_clients import open_react_form
+
+    key = make_files_form().key
+    open_react_form(page, client_site, formrelay, key)
+    page.get_by_label("Email").fill("zoe@example.com")
+    page.get_by_label("Message").fill("My CV")
+    page.get_by_label("Attachment").set_input_files(str(cv))
+    page.get_by_role("button", name="Send").click()
+
+    expect(page.locator("#success")).to_have_text("Thanks for your message!")
+    (submission,) = formrelay.submissions()
+    assert submission.fields == [["email", "zoe@example.com"], ["message", "My CV"]]
+    [a] = attachments()
+    assert (a.field, a.filename, a.size) == ("attachment", "Lebenslauf Zoë.pdf", cv.stat().st_size)
