@@ -43,11 +43,17 @@ _DOWNLOAD_SALT = "formrelay.download"
 
 # Kinds of content refused unless the owner lists one of their extensions themselves.
 DANGEROUS = {
-    "executable": frozenset({"exe", "dll", "msi", "com", "scr", "elf", "so", "dylib", "bin"}),
-    "script": frozenset({"sh", "bash", "py", "pl", "rb", "php", "js", "bat", "cmd", "ps1"}),
-    "html": frozenset({"html", "htm", "xhtml", "shtml"}),
+    "executable": frozenset(
+        {"exe", "dll", "msi", "com", "scr", "cpl", "elf", "so", "dylib", "bin", "app", "apk",
+         "jar", "deb", "rpm", "dmg", "pkg", "appimage", "lnk", "msc", "wasm"}
+    ),
+    "script": frozenset(
+        {"sh", "bash", "zsh", "command", "py", "pl", "rb", "php", "js", "mjs", "cjs", "bat",
+         "cmd", "ps1", "psm1", "vbs", "vbe", "jse", "wsf", "wsh", "hta", "reg"}
+    ),
+    "html": frozenset({"html", "htm", "xhtml", "xht", "shtml", "mht", "mhtml"}),
     "svg": frozenset({"svg", "svgz"}),
-}
+}  # fmt: skip
 # filetype's names for executables, to the dangerous kind they are.
 _EXECUTABLE_KINDS = frozenset({"exe", "elf", "dex", "macho", "mach-o", "dmg", "swf", "wasm"})
 # Extensions (and filetype's guesses) that name the same kind of content.
