@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from ..settings import Settings
 
 
@@ -96,8 +98,10 @@ def get_storage(settings: Settings) -> Storage:
         settings.upload_path,
         settings.s3_bucket,
         settings.s3_prefix,
+        settings.s3_sse,
         settings.aws_region,
         settings.aws_endpoint_url,
+        settings.aws_access_key_id,
     )
     with _LOCK:
         found = _BUILT.get(config)
@@ -125,7 +129,7 @@ def bind_session_storage(info: dict[str, object], storage: Storage) -> None:
     info[_SESSION_STORAGE] = storage
 
 
-def init_app(app: object) -> None:
+def init_app(app: Flask) -> None:
     """Remove the stored objects a transaction forgot (services.attachments.
     forget_after_commit) when, and only when, it commits: listened for on every session."""
     global _listening
