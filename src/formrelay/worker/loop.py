@@ -78,8 +78,10 @@ class Worker:
                     if failures:
                         log.info("worker recovered after %d failed iterations", failures)
                     failures = 0
-                # Once a day, between batches (a busy worker too): purge and sweep.
-                self.housekeeping.maybe_run()
+                # Once a day, between batches (a busy worker too): purge and sweep; not
+                # when asked to stop.
+                if not self.stop_event.is_set():
+                    self.housekeeping.maybe_run()
                 if not done:
                     self.sender.close()  # do not hold an idle SMTP connection
                     self.wake_event.wait(self.settings.worker_poll_seconds)
