@@ -1,13 +1,15 @@
 """formrelay's benchmarks: every figure beside its ceiling, measured in one run.
 
-    .venv/bin/python bench/run.py [--quick] [--only servers,ingest,delivery,memory,dashboard]
+    .venv/bin/python bench/run.py [--quick]
+        [--only servers,ingest,delivery,memory,uploads,dashboard]
 
 Servers run as the Procfile runs them (its `web` line, WEB_CONCURRENCY workers) and are
 loaded only on 127.0.0.1 by wrk: closed loop for peak throughput, and paced, with requests
 arriving as a Poisson process, for latency at a fixed rate (see paced). hey's figure at the
 same rate, from bursts of synchronised requests, is reported beside it.
-The dashboard section (bench/dashboard.py) seeds a million submissions and measures the
-owner's pages, search and export through the same server.
+The uploads section (bench/uploads.py) streams a 50 MB file to local storage and to S3
+(moto), watching the web worker's RSS. The dashboard section (bench/dashboard.py) seeds
+a million submissions and measures the owner's pages, search and export through the same server.
 Results go to bench/results/latest.json and latest.md; the last lines printed are one
 `TARGET <name> <measured> <goal> PASS|MISS` per target.
 """
@@ -813,6 +815,10 @@ def targets(report: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
         out.append(
             (f"memory_peak_web_worker_rss_mb_{name}", r["peak_web_worker_rss_mb"], "report", True)
         )
+    if "uploads" in report:
+        import uploads
+
+        out += uploads.targets(report)
     if "dashboard" in report:
         import dashboard
 
@@ -851,7 +857,7 @@ def write_report(report: dict[str, Any], rows: list[tuple[str, float, str, bool]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
-    parser.add_argument("--only", default="servers,ingest,spam,delivery,memory,dashboard")
+    parser.add_argument("--only", default="servers,ingest,spam,delivery,memory,uploads,dashboard")
     parser.add_argument(
         "--spam-db", default="sqlite,postgresql", help="the spam section's databases"
     )
@@ -928,6 +934,11 @@ def main() -> None:
         if "memory" in parts:
             (workdir / "memory").mkdir()
             bench_memory(workdir / "memory", report)
+        if "uploads" in parts:
+            import uploads
+
+            (workdir / "uploads").mkdir()
+            uploads.run(report, workdir / "uploads")
         if "dashboard" in parts:
             import dashboard
 

@@ -340,6 +340,8 @@ def show_lines(form: Form, **rows: str | None) -> list[str]:
         "Redirect": "(none: formrelay's thanks page)",
         "Subject": f"(default: [formrelay] New submission: {form.name})",
         "Recipients": "owner@example.com (verified)",
+        "Files": "off: submissions with files are refused",
+        "Retention": "kept until deleted",
         "Created": form.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
         "Submissions": "0 (and 0 spam)",
         # Spam and abuse, as a new form has them (the tests' app sets no ceiling).
@@ -724,6 +726,7 @@ def test_submissions_list_json_prints_one_object_per_line(formrelay, client):
                     "sent_at": None,
                 }
             ],
+            "files": [],
         }
     ]
     assert "Grüße" in result.output  # readable, not \u-escaped
@@ -839,3 +842,43 @@ def test_a_key_starting_with_a_dash_is_given_after_a_double_dash(formrelay):
         formrelay("form", "show", "--", form.key).output.splitlines()[1]
         == f"Key             {form.key}"
     )
+
+
+def test_form_update_turns_files_on_with_limits_and_show_prints_them(formrelay, client):
+    form = make_form(db.session)
+    result = formrelay(
+        "form", "update", form.key, "--files", "on", "--max-file-mb", "20",
+        "--max-total-mb", "40", "--max-files", "3", "--allowed-types", "PDF, .png jpg",
+        "--retention-days", "30",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        f"Updated form 'Contact' (key {form.key}): files-enabled, max-file-mb, max-total-mb, "
+        "max-files, allowed-types, retention"
+    )
+    assert result.output.splitlines()[1:] == show_lines(
+        form,
+        Files="on: at most 3 file(s), 20 MB each, 40 MB in all; .jpg, .pdf, .png",
+        Retention="30 days",
+    )
+    db.session.refresh(form)
+    assert (form.files_enabled, form.max_file_mb, form.allowed_types) == (True, 20, "jpg,pdf,png")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--max-file-mb", "0"], "The size of one file must be from 1 to 10000, not 0."),
+        (
+            ["--max-file-mb", "30"],
+            "One file may not be larger (30 MB) than all files together (25 MB).",
+        ),
+        (["--allowed-types", "p/df"], "Allowed types: 'p/df' is not a file extension."),
+        (["--max-files", "101"], "The number of files must be from 1 to 100, not 101."),
+    ],
+)
+def test_form_update_refuses_bad_upload_limits(formrelay, client, options, message):
+    form = make_form(db.session)
+    result = formrelay("form", "update", form.key, *options)
+    assert result.exit_code == 1
+    assert result.output.strip().endswith(message)

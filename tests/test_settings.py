@@ -79,6 +79,18 @@ def test_defaults_need_no_configuration(tmp_path):
         "FORMRELAY_NOTIFY_LIMIT_GLOBAL": "5000",
         "FORMRELAY_MAX_BODY_BYTES": "102400",
         "FORMRELAY_MAX_FIELDS": "200",
+        "FORMRELAY_MAX_UPLOAD_BODY_BYTES": "110100480",
+        "FORMRELAY_STORAGE": "local",
+        "FORMRELAY_UPLOAD_PATH": f"(unset: {instance}/uploads)",
+        "FORMRELAY_S3_BUCKET": "",
+        "FORMRELAY_S3_PREFIX": "uploads/",
+        "FORMRELAY_S3_SSE": "AES256",
+        "FORMRELAY_DOWNLOAD_LINK_DAYS": "7",
+        "FORMRELAY_SENDFILE": "",
+        "FORMRELAY_SENDFILE_PREFIX": "/_uploads/",
+        "FORMRELAY_ATTACH_MAX_BYTES": "10485760",
+        "FORMRELAY_ATTACH_TOTAL_BYTES": "26214400",
+        "FORMRELAY_RETENTION_DAYS": "0",
         "FORMRELAY_SEARCH_INDEX": "true",
         "FORMRELAY_WORKER_BATCH_SIZE": "20",
         "FORMRELAY_SEND_RATE": "0.0",
@@ -495,3 +507,45 @@ def test_the_wsgi_module_reads_dotenv_from_the_working_directory(tmp_path):
         [sys.executable, str(probe)], env=env, cwd=tmp_path, capture_output=True, text=True
     )
     assert (result.returncode, result.stdout) == (0, "[from .env]\n")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"FORMRELAY_STORAGE": "ftp"}, "FORMRELAY_STORAGE must be one of local, s3, not 'ftp'"),
+        (
+            {"FORMRELAY_STORAGE": "s3", "AWS_REGION": "eu-west-1"},
+            "FORMRELAY_S3_BUCKET is required when FORMRELAY_STORAGE=s3",
+        ),
+        (
+            {"FORMRELAY_STORAGE": "s3", "FORMRELAY_S3_BUCKET": "b"},
+            "AWS_REGION is required when FORMRELAY_STORAGE=s3",
+        ),
+        (
+            {"FORMRELAY_S3_SSE": "none"},
+            "FORMRELAY_S3_SSE must be one of AES256, aws:kms, not 'none'",
+        ),
+        (
+            {"FORMRELAY_SENDFILE": "nginx"},
+            "FORMRELAY_SENDFILE must be empty, x-sendfile or x-accel-redirect, not 'nginx'",
+        ),
+        (
+            {"FORMRELAY_MAX_UPLOAD_BODY_BYTES": "1000"},
+            "FORMRELAY_MAX_UPLOAD_BODY_BYTES must be at least FORMRELAY_MAX_BODY_BYTES (102400)",
+        ),
+        ({"FORMRELAY_DOWNLOAD_LINK_DAYS": "0"}, "FORMRELAY_DOWNLOAD_LINK_DAYS must be at least 1"),
+    ],
+)
+def test_bad_upload_settings_stop_the_start_naming_the_variable(environ, message):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ)
+    assert str(caught.value) == message
+
+
+def test_the_upload_folder_defaults_under_the_instance_and_can_be_named(tmp_path):
+    assert (
+        load_settings({"FORMRELAY_INSTANCE_PATH": str(tmp_path)}).upload_path
+        == tmp_path / "uploads"
+    )
+    named = load_settings({"FORMRELAY_UPLOAD_PATH": str(tmp_path / "files")})
+    assert named.upload_path == tmp_path / "files"

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import db, ingest, settings, web
+from . import db, ingest, settings, storage, web
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 
@@ -22,6 +22,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, migrations: bool = Tr
     settings.init_app(app, loaded)
     db.init_app(app, loaded)
     ingest.init_app(app)
+    storage.init_app(app)
     if migrations:
         from flask_migrate import Migrate
 

@@ -15,7 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, NoAppException, ScriptInfo, with_appcontext
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from . import create_app
 from .db import begin_write
@@ -389,6 +389,8 @@ def _describe(session: Session, f: Form) -> list[str]:
         ("Subject", f.subject or f"(default: {default_subject})"),
         ("Recipients", recipients[0]),
         *(("", more) for more in recipients[1:]),
+        ("Files", _files_line(f)),
+        ("Retention", _retention_line(f, get_settings().retention_days)),
         ("Created", _stamp(f.created_at)),
         ("Submissions", f"{counts.inbox} (and {counts.spam} spam)"),
         *_describe_spam(f),
@@ -441,6 +443,24 @@ def _describe_spam(f: Form) -> list[tuple[str, str]]:
         ),
         ("Ceiling", ceiling),
     ]
+
+
+def _files_line(f: Form) -> str:
+    if not f.files_enabled:
+        return "off: submissions with files are refused"
+    types = ", ".join(f"{t}" if t == "*" else f".{t}" for t in f.allowed_types.split(","))
+    return (
+        f"on: at most {f.max_files} file(s), {f.max_file_mb} MB each, {f.max_total_mb} MB in "
+        f"all; {types}"
+    )
+
+
+def _retention_line(f: Form, default_days: int) -> str:
+    if f.retention_days:
+        return f"{f.retention_days} days"
+    if default_days:
+        return f"{default_days} days (FORMRELAY_RETENTION_DAYS)"
+    return "kept until deleted"
 
 
 @form.command("update")
@@ -504,6 +524,27 @@ def _describe_spam(f: Form) -> list[tuple[str, str]]:
     metavar="N|default",
     help="Notifications an hour at most (0: no ceiling); default: FORMRELAY_NOTIFY_LIMIT_PER_FORM.",
 )
+@click.option(
+    "--files",
+    "files_enabled",
+    type=click.Choice(["on", "off"]),
+    help="Accept file uploads (off: submissions with files are refused).",
+)
+@click.option("--max-file-mb", type=int, help="The largest file accepted, in MB.")
+@click.option("--max-total-mb", type=int, help="The most all files of one submission may weigh.")
+@click.option("--max-files", type=int, help="The most files one submission may carry.")
+@click.option(
+    "--allowed-types",
+    metavar="EXTS",
+    help='Extensions accepted, comma-separated ("pdf,png,jpg"); "*" for any but programs, '
+    "scripts and web pages (which must be listed by name).",
+)
+@click.option(
+    "--retention-days",
+    type=int,
+    help="Delete submissions (and their files) older than this; 0 follows "
+    "FORMRELAY_RETENTION_DAYS.",
+)
 @with_appcontext
 def form_update(
     key: str,
@@ -512,6 +553,12 @@ def form_update(
     subject: str | None,
     add_recipients: Sequence[str],
     remove_recipients: Sequence[str],
+    files_enabled: str | None,
+    max_file_mb: int | None,
+    max_total_mb: int | None,
+    max_files: int | None,
+    allowed_types: str | None,
+    retention_days: int | None,
     **spam_options: object,
 ) -> None:
     """Change a form's settings; what is not given stays as it is."""
@@ -521,6 +568,12 @@ def form_update(
         subject=subject,
         add_recipients=add_recipients,
         remove_recipients=remove_recipients,
+        files_enabled=None if files_enabled is None else files_enabled == "on",
+        max_file_mb=max_file_mb,
+        max_total_mb=max_total_mb,
+        max_files=max_files,
+        allowed_types=allowed_types,
+        retention_days=retention_days,
     )
     spam_changes = _spam_changes(spam_options)
     if not changes and not spam_changes:
@@ -741,7 +794,8 @@ def submissions_list(form_key: str | None, limit: int, spam: bool, as_json: bool
     rows = inbox.list_submissions(session, form=only, spam=spam, limit=limit)
     for s in rows:
         if as_json:
-            click.echo(json.dumps(inbox.submission_record(s), ensure_ascii=False))
+            record = inbox.submission_record(s, base_url=get_settings().base_url)
+            click.echo(json.dumps(record, ensure_ascii=False))
         else:
             click.echo(_submission_line(s))
     if not rows and not as_json:
@@ -750,7 +804,7 @@ def submissions_list(form_key: str | None, limit: int, spam: bool, as_json: bool
 
 
 def _submission_line(s: Submission) -> str:
-    """One line: id, time, form, the first fields and where each delivery stands."""
+    """One line: id, time, form, the first fields, its files and where each delivery stands."""
     summary = "; ".join(f"{name}: {' '.join(value.split())}" for name, value in s.fields)
     if len(summary) > SUMMARY_CHARS:
         summary = summary[: SUMMARY_CHARS - 1] + "…"
@@ -758,7 +812,10 @@ def _submission_line(s: Submission) -> str:
         outcome = f"spam ({s.spam_reason})" if s.spam_reason else "spam"
     else:
         outcome = ", ".join(f"{d.target} {d.status}" for d in s.deliveries) or "nothing to send"
-    return f"{s.id}  {_stamp(s.created_at)}  {s.form.key}  {summary or '(empty)'}  [{outcome}]"
+    files = f"  ({len(s.attachments)} file(s))" if s.attachments else ""
+    return (
+        f"{s.id}  {_stamp(s.created_at)}  {s.form.key}  {summary or '(empty)'}{files}  [{outcome}]"
+    )
 
 
 # -- export and import --------------------------------------------------------------------
@@ -820,7 +877,9 @@ def export_command(
             click.open_file(output, "wb", atomic=output != "-") as out,
             _progress(total, "Exporting", count) as progress,
         ):
-            for chunk in exports.export_chunks(reading, export, fmt, progress):
+            for chunk in exports.export_chunks(
+                reading, export, fmt, progress, base_url=get_settings().base_url
+            ):
                 out.write(chunk)
     if output != "-":
         click.echo(f"Exported {_submissions(written)} of form {found.key} to {output}.")
@@ -904,6 +963,32 @@ def _progress(
 
 
 # -- mail and configuration ----------------------------------------------------------------
+@cli.command("purge")
+@with_appcontext
+def purge_command() -> None:
+    """Delete the submissions older than their form's retention (or
+    FORMRELAY_RETENTION_DAYS), with their deliveries and files. Workers also do this
+    once a day."""
+    from .worker.housekeeping import purge
+
+    purged = purge(sessionmaker(bind=db.engine), get_settings())
+    for p in purged:
+        click.echo(f"Form {p.form_key}: deleted {p.deleted} submission(s) older than {p.days} days")
+    click.echo(f"Deleted {sum(p.deleted for p in purged)} submission(s) in all.")
+
+
+@cli.command("sweep")
+@with_appcontext
+def sweep_command() -> None:
+    """Delete the stored files that no submission names (left by a crash between storing a
+    file and committing its submission), older than an hour. Workers also do this once a
+    day."""
+    from .worker.housekeeping import sweep
+
+    swept = sweep(sessionmaker(bind=db.engine), get_settings())
+    click.echo(f"Deleted {len(swept)} stored file(s) that no submission names.")
+
+
 @cli.command("send-test-email")
 @click.option("--to", "to", required=True, help="Where to send the test message.")
 @with_appcontext
@@ -939,7 +1024,14 @@ def config_group() -> None:
     help="Also connect to the mail backend (SMTP: EHLO, login, NOOP; SES: GetAccount), "
     "sending nothing; exit with status 1 when that fails.",
 )
-def config_check(mail: bool) -> None:
+@click.option(
+    "--storage",
+    "check_storage",
+    is_flag=True,
+    help="Also write, read and delete a probe file in the upload storage (the folder, or "
+    "the S3 bucket); exit with status 1 when that fails.",
+)
+def config_check(mail: bool, check_storage: bool) -> None:
     """Validate the settings and print every effective value, secrets masked."""
     settings = load_settings()  # raises ConfigError, reported by main()
     width = max(len(k) for k in settings.masked())
@@ -951,6 +1043,16 @@ def config_check(mail: bool) -> None:
         if not result.ok:
             raise click.ClickException(f"mail check failed ({result.backend}): {result.message}")
         click.echo(f"mail OK ({result.backend}): {result.message}")
+    if check_storage:
+        from .storage import StorageError, get_storage
+
+        try:
+            checked = get_storage(settings).check()
+        except StorageError as exc:
+            raise click.ClickException(
+                f"storage check failed ({settings.storage}): {exc}"
+            ) from None
+        click.echo(f"storage OK ({settings.storage}): {checked}")
 
 
 # -- Amazon SES and the suppression list (their own module; cli.py is long enough) -----------

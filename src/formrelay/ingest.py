@@ -60,6 +60,10 @@ class StorageUnavailable(Exception):
     """The transaction holding a submission failed; nothing of it was stored."""
 
 
+class CommitTimedOut(StorageUnavailable):
+    """The committer did not answer in time: the submission may yet be stored."""
+
+
 @dataclass
 class _Item:
     key: str
@@ -115,7 +119,7 @@ class GroupCommit:
             self._queue.append(item)
             self._ready.notify()
         if not item.done.wait(self.WAIT_SECONDS):
-            raise StorageUnavailable("the database did not commit in time")
+            raise CommitTimedOut("the database did not commit in time")
         if isinstance(item.result, StoredSubmission):
             return item.result
         assert item.result is not None

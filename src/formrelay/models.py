@@ -64,6 +64,14 @@ def new_form_key() -> str:
             return key
 
 
+# A form's upload limits until its owner changes them.
+DEFAULT_MAX_FILE_MB = 10
+DEFAULT_MAX_TOTAL_MB = 25
+DEFAULT_MAX_FILES = 5
+DEFAULT_ALLOWED_TYPES = (
+    "pdf,txt,csv,rtf,doc,docx,odt,xls,xlsx,ods,ppt,pptx,odp,jpg,jpeg,png,gif,webp,heic,zip"
+)
+
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
@@ -138,6 +146,27 @@ class Form(Base):
     # Keep submissions, send nothing.
     store_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[timestamp]
+    # File uploads: off unless the owner turns them on (docs/uploads.md). The limits live on
+    # the row so that an upload reads its form's policy in the one query it makes anyway.
+    files_enabled: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
+    max_file_mb: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_MAX_FILE_MB, server_default=text(str(DEFAULT_MAX_FILE_MB))
+    )
+    max_total_mb: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_MAX_TOTAL_MB, server_default=text(str(DEFAULT_MAX_TOTAL_MB))
+    )
+    max_files: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_MAX_FILES, server_default=text(str(DEFAULT_MAX_FILES))
+    )
+    # Extensions, comma-separated, lower case, without dots; "*" takes any extension (the
+    # content is still sniffed, and executables, scripts and HTML still need their own).
+    allowed_types: Mapped[str] = mapped_column(
+        String(1000), default=DEFAULT_ALLOWED_TYPES, server_default=DEFAULT_ALLOWED_TYPES
+    )
+    # Days a submission is kept; None: FORMRELAY_RETENTION_DAYS decides (0 there: for ever).
+    retention_days: Mapped[int | None] = mapped_column(Integer)
 
     # -- spam and abuse (services/spam.py reads these through its per-process cache) --
     # Hosts (exact, or "*.example.com") the form may be posted from; empty: any.
@@ -223,6 +252,12 @@ class Submission(Base):
     deliveries: Mapped[list[Delivery]] = relationship(
         back_populates="submission", cascade="all, delete-orphan", order_by="Delivery.id"
     )
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="submission",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Attachment.id",
+    )
 
     def values(self) -> dict[str, list[str]]:
         """Field values grouped by name, names in order of first appearance."""
@@ -230,6 +265,30 @@ class Submission(Base):
         for name, value in self.fields:
             grouped.setdefault(name, []).append(value)
         return grouped
+
+
+class Attachment(Base):
+    """A file that came with a submission: stored under a random key, never its own name.
+
+    The stored object outlives its row only between a storage write and the commit that
+    records it (a crash there): `formrelay sweep` removes such objects.
+    """
+
+    __tablename__ = "attachments"
+
+    id: Mapped[intpk]
+    submission_id: Mapped[int] = mapped_column(
+        ForeignKey("submissions.id", ondelete="CASCADE"), index=True
+    )
+    field: Mapped[str] = mapped_column(String(200))
+    # Sanitised for display and download: no path, no control characters, at most 200.
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[timestamp]
+
+    submission: Mapped[Submission] = relationship(back_populates="attachments")
 
 
 class SubmissionCount(Base):
@@ -437,6 +496,7 @@ def all_models() -> list[type[Any]]:
         Form,
         Recipient,
         Submission,
+        Attachment,
         SubmissionCount,
         Delivery,
         WorkerHeartbeat,

@@ -90,6 +90,24 @@ class Settings:
 
     max_body_bytes: int = 100 * 1024
     max_fields: int = 200
+
+    # File uploads (docs/uploads.md). The body ceiling of a form that takes files; each
+    # form's own limits are lower.
+    max_upload_body_bytes: int = 105 * 1024 * 1024
+    storage: str = "local"
+    # Unset: <instance>/uploads (upload_path, filled in by load_settings).
+    upload_dir: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = "uploads/"
+    s3_sse: str = "AES256"
+    download_link_days: int = 7
+    # "" (streamed by formrelay), "x-sendfile" (Apache, lighttpd) or "x-accel-redirect"
+    # (nginx, which maps sendfile_prefix to the upload folder with an internal location).
+    sendfile: str = ""
+    sendfile_prefix: str = "/_uploads/"
+    attach_max_bytes: int = 10 * 1024 * 1024
+    attach_total_bytes: int = 25 * 1024 * 1024
+    retention_days: int = 0
     # Keep the search index at ingest (off only to measure ingest without it).
     search_index: bool = True
 
@@ -106,6 +124,9 @@ class Settings:
 
     # Not a setting: whether FORMRELAY_BASE_URL gave base_url, rather than the local address.
     base_url_is_set: bool = field(default=False, metadata={DERIVED: True})
+    # Not a setting: the folder local storage keeps uploads in (FORMRELAY_UPLOAD_PATH, made
+    # absolute, or <instance>/uploads).
+    upload_path: Path = field(default=Path("uploads"), metadata={DERIVED: True})
 
     @property
     def is_production(self) -> bool:
@@ -135,6 +156,8 @@ class Settings:
                 text = f"(unset: development key in {self.instance_path / 'secret_key'})"
             elif f.name in SECRET_FIELDS:
                 text = "********" if value else "(unset)"
+            elif f.name == "upload_dir" and not value:
+                text = f"(unset: {self.upload_path})"
             elif f.name == "database_url":
                 text = _mask_url_password(value)
             else:
@@ -189,6 +212,18 @@ FIELD_TO_VAR = {
     "notify_limit_global": "FORMRELAY_NOTIFY_LIMIT_GLOBAL",
     "max_body_bytes": "FORMRELAY_MAX_BODY_BYTES",
     "max_fields": "FORMRELAY_MAX_FIELDS",
+    "max_upload_body_bytes": "FORMRELAY_MAX_UPLOAD_BODY_BYTES",
+    "storage": "FORMRELAY_STORAGE",
+    "upload_dir": "FORMRELAY_UPLOAD_PATH",
+    "s3_bucket": "FORMRELAY_S3_BUCKET",
+    "s3_prefix": "FORMRELAY_S3_PREFIX",
+    "s3_sse": "FORMRELAY_S3_SSE",
+    "download_link_days": "FORMRELAY_DOWNLOAD_LINK_DAYS",
+    "sendfile": "FORMRELAY_SENDFILE",
+    "sendfile_prefix": "FORMRELAY_SENDFILE_PREFIX",
+    "attach_max_bytes": "FORMRELAY_ATTACH_MAX_BYTES",
+    "attach_total_bytes": "FORMRELAY_ATTACH_TOTAL_BYTES",
+    "retention_days": "FORMRELAY_RETENTION_DAYS",
     "search_index": "FORMRELAY_SEARCH_INDEX",
     "worker_batch_size": "FORMRELAY_WORKER_BATCH_SIZE",
     "send_rate": "FORMRELAY_SEND_RATE",
@@ -386,6 +421,7 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
             raise ConfigError(f"FORMRELAY_SNS_TOPIC_ARNS must list SNS topic ARNs, not {arn!r}")
     if s.ses_rate_refresh_seconds < 1:
         raise ConfigError("FORMRELAY_SES_RATE_REFRESH_SECONDS must be at least 1")
+    changes.update(_upload_settings(s, instance))
     if s.mail_timeout <= 0:  # smtplib takes 0 for a non-blocking socket: every send would fail
         raise ConfigError("FORMRELAY_MAIL_TIMEOUT must be more than 0")
     return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
@@ -399,6 +435,46 @@ def valid_rate_limit(text: str) -> bool:
         return bool(text.strip()) and bool(parse_many(text))
     except ValueError:
         return False
+
+
+SENDFILE_MODES = ("", "x-sendfile", "x-accel-redirect")
+S3_SSE_MODES = ("AES256", "aws:kms")
+# SES refuses a message over 40 MB, counted after base64 (4/3 of the raw bytes).
+SES_MAX_ATTACHED_BYTES = 40 * 1024 * 1024 * 3 // 4 - 1024 * 1024
+
+
+def _upload_settings(s: Settings, instance: Path) -> dict[str, object]:
+    """Validate the upload settings; returns the derived values (the upload folder)."""
+    from .storage import storage_names  # the registry imports Settings for its types
+
+    names = storage_names()
+    if s.storage not in names:
+        raise ConfigError(f"FORMRELAY_STORAGE must be one of {', '.join(names)}, not {s.storage!r}")
+    if s.storage == "s3" and not s.s3_bucket:
+        raise ConfigError("FORMRELAY_S3_BUCKET is required when FORMRELAY_STORAGE=s3")
+    if s.storage == "s3" and not s.aws_region:
+        raise ConfigError("AWS_REGION is required when FORMRELAY_STORAGE=s3")
+    if s.s3_sse not in S3_SSE_MODES:
+        raise ConfigError(
+            f"FORMRELAY_S3_SSE must be one of {', '.join(S3_SSE_MODES)}, not {s.s3_sse!r}"
+        )
+    if s.sendfile not in SENDFILE_MODES:
+        raise ConfigError(
+            f"FORMRELAY_SENDFILE must be empty, x-sendfile or x-accel-redirect, not {s.sendfile!r}"
+        )
+    if not s.sendfile_prefix.startswith("/"):
+        raise ConfigError(
+            f"FORMRELAY_SENDFILE_PREFIX must be a path starting with /, not {s.sendfile_prefix!r}"
+        )
+    if s.max_upload_body_bytes < s.max_body_bytes:
+        raise ConfigError(
+            "FORMRELAY_MAX_UPLOAD_BODY_BYTES must be at least FORMRELAY_MAX_BODY_BYTES "
+            f"({s.max_body_bytes})"
+        )
+    if s.download_link_days < 1:
+        raise ConfigError("FORMRELAY_DOWNLOAD_LINK_DAYS must be at least 1")
+    path = Path(s.upload_dir) if s.upload_dir else instance / "uploads"
+    return {"upload_path": path.resolve()}
 
 
 def local_url(host: str, port: int) -> str:

@@ -154,6 +154,7 @@ def test_json_is_an_array_of_submission_records(form: Form) -> None:
                     "sent_at": "2026-11-30T09:30:00+00:00",
                 }
             ],
+            "files": [],
         }
     ]
 

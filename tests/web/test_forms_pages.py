@@ -28,6 +28,7 @@ FORM_PAGES = [
     ("POST", "/forms/{key}/settings"),
     ("POST", "/forms/{key}/spam"),
     ("POST", "/forms/{key}/recipients"),
+    ("POST", "/forms/{key}/uploads"),
     ("POST", "/forms/{key}/recipients/{rid}/resend"),
     ("POST", "/forms/{key}/recipients/{rid}/remove"),
     ("POST", "/forms/{key}/disable"),
@@ -663,3 +664,70 @@ def test_verification_mail_an_account_sends_is_limited_and_refusals_do_not_count
         client, "/forms", {"email": "new@example.com"}, action=f"/forms/{other.key}/recipients"
     )
     assert added.status_code == 302
+
+
+def test_the_owner_turns_files_on_with_limits_on_the_settings_page(
+    client: FlaskClient, auth: AuthActions
+) -> None:
+    form = owner_form()
+    auth.login(OWNER)
+    page = client.get(f"/forms/{form.key}/settings").get_data(as_text=True)
+    assert "File uploads" in page and 'name="max_file_mb"' in page
+    response = post_form(
+        client,
+        f"/forms/{form.key}/settings",
+        {
+            "files_enabled": "y",
+            "max_file_mb": "15",
+            "max_total_mb": "30",
+            "max_files": "2",
+            "allowed_types": "pdf, png",
+            "retention_days": "90",
+        },
+        action=f"/forms/{form.key}/uploads",
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/forms/{form.key}/settings#uploads"
+    db.session.refresh(form)
+    assert (form.files_enabled, form.max_file_mb, form.max_total_mb, form.max_files) == (
+        True,
+        15,
+        30,
+        2,
+    )
+    assert (form.allowed_types, form.retention_days) == ("pdf,png", 90)
+
+
+def test_upload_limits_that_contradict_each_other_are_refused_on_the_page(
+    client: FlaskClient, auth: AuthActions
+) -> None:
+    form = owner_form()
+    auth.login(OWNER)
+    response = post_form(
+        client,
+        f"/forms/{form.key}/settings",
+        {"files_enabled": "y", "max_file_mb": "50", "max_total_mb": "10", "max_files": "2",
+         "allowed_types": "pdf"},
+        action=f"/forms/{form.key}/uploads",
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert (
+        "One file may not be larger (50 MB) than all files together (10 MB)."
+        in response.get_data(as_text=True)
+    )
+    db.session.refresh(form)
+    assert not form.files_enabled
+
+
+def test_the_setup_snippet_sends_files_once_the_form_takes_them(
+    client: FlaskClient, auth: AuthActions
+) -> None:
+    form = owner_form()
+    auth.login(OWNER)
+    plain = client.get(f"/forms/{form.key}/setup").get_data(as_text=True)
+    assert "multipart/form-data" not in plain and 'type="file"' not in plain
+    form.files_enabled = True
+    db.session.commit()
+    page = client.get(f"/forms/{form.key}/setup").get_data(as_text=True)
+    assert 'method="POST" enctype="multipart/form-data"&gt;' in page
+    assert '&lt;input type="file" name="attachment"&gt;' in page

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from email import encoders
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid, parseaddr
@@ -22,11 +25,13 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from ..models import Delivery, Form, Submission
+from ..models import Attachment, Delivery, Form, Submission
 from ..services.addresses import ascii_address, format_mailbox
+from ..services.attachments import download_url, format_size
 from ..services.submissions import SPECIAL_FIELDS
 from ..services.text import LINE_BREAKERS, one_line
-from ..settings import Settings
+from ..settings import SES_MAX_ATTACHED_BYTES, Settings
+from ..storage import Storage, StorageError, get_storage
 from . import DeliveryFailed
 
 # Control characters are shown escaped where they would break or fake a line, or steer a
@@ -196,13 +201,24 @@ def build_notification(delivery: Delivery, settings: Settings) -> Message:
     for name, value in submission.fields:
         if name not in SPECIAL_FIELDS:  # stored before they were all kept out of the data
             values.setdefault(visible(name), []).append(safe_text(value))
-    context = {
+    context: dict[str, object] = {
         "form_name": header_text(form.name),
         "values": values,
         "referrer": header_text(submission.referrer or ""),
         "reply_to": header_text(submission.reply_to or ""),
         "submitted_at": submission.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
     }
+    attached = _to_attach(submission.attachments, settings)
+    context["files"] = [
+        {
+            "name": visible(a.filename),
+            "size": format_size(a.size),
+            "url": download_url(settings, a),
+            "attached": a in attached,
+        }
+        for a in submission.attachments
+    ]
+    context["link_days"] = settings.download_link_days
     msg: Message[str, str | Header] = Message(policy=WIRE)
     msg["Subject"] = _header(notification_subject(submission, form, settings))
     msg["From"] = _address(settings.mail_default_sender)
@@ -218,13 +234,95 @@ def build_notification(delivery: Delivery, settings: Settings) -> Message:
     text = env.get_template("notifications/submission.txt").render(context)
     html = env.get_template("notifications/submission.html").render(context)
     msg["MIME-Version"] = "1.0"
-    msg["Content-Type"] = "multipart/alternative"
     # Quoted-printable writes every "=" as "=3D", so neither part can contain "=_" and the
     # generator need not search both parts for a boundary that cannot occur in them.
+    if not attached:
+        msg["Content-Type"] = "multipart/alternative"
+        msg.set_boundary(f"=_formrelay_{secrets.token_hex(12)}")
+        msg.attach(_text_part(text, "plain"))
+        msg.attach(_text_part(html, "html"))
+        return msg
+    msg["Content-Type"] = "multipart/mixed"
     msg.set_boundary(f"=_formrelay_{secrets.token_hex(12)}")
-    msg.attach(_text_part(text, "plain"))
-    msg.attach(_text_part(html, "html"))
+    alternative = MIMEMultipart("alternative", boundary=f"=_formrelay_{secrets.token_hex(12)}")
+    del alternative["MIME-Version"]
+    alternative.attach(_text_part(text, "plain"))
+    alternative.attach(_text_part(html, "html"))
+    msg.attach(alternative)
+    storage = get_storage(settings)
+    for attachment in attached:
+        msg.attach(_file_part(storage, attachment))
     return msg
+
+
+def _to_attach(files: list[Attachment], settings: Settings) -> list[Attachment]:
+    """The files small enough to attach, in order, while the message stays within
+    FORMRELAY_ATTACH_TOTAL_BYTES (and SES's 40 MB, counted after base64); the others are
+    only linked."""
+    if settings.attach_max_bytes == 0 or settings.attach_total_bytes == 0:
+        return []  # every file linked, none attached
+    budget = settings.attach_total_bytes
+    if settings.mail_backend == "ses":
+        budget = min(budget, SES_MAX_ATTACHED_BYTES)
+    chosen: list[Attachment] = []
+    for attachment in files:
+        if attachment.size <= settings.attach_max_bytes and attachment.size <= budget:
+            chosen.append(attachment)
+            budget -= attachment.size
+    return chosen
+
+
+def _file_part(storage: Storage, attachment: Attachment) -> MIMEBase:
+    try:
+        with storage.open(attachment.storage_key) as stream:
+            data = stream.read()
+    except StorageError as exc:
+        raise DeliveryFailed(f"cannot read the file to attach: {exc}", retryable=True) from None
+    maintype, _, subtype = attachment.content_type.partition("/")
+    part = MIMEBase(maintype or "application", subtype or "octet-stream")
+    del part["MIME-Version"]
+    part.set_payload(data)
+    encoders.encode_base64(part)
+    part.add_header(
+        "Content-Disposition", "attachment", filename=("utf-8", "", attachment.filename)
+    )
+    return part
+
+
+def without_attachments(message: Message, limit: int) -> Message:
+    """`message` with only the attached files that fit in `limit` bytes (a mail server's
+    SIZE), in order; a note names the files left out, which the links in its text still
+    download."""
+    if message.get_content_type() != "multipart/mixed":
+        return message
+    payload = message.get_payload()
+    assert isinstance(payload, list)
+    parts: list[Message] = [part for part in payload if isinstance(part, Message)]
+    body, files = parts[0], parts[1:]
+    note_room = 1024  # the note and the boundaries around it
+    message.set_payload([body])
+    size = len(message.as_bytes()) + note_room
+    kept: list[Message] = []
+    left_out: list[str] = []
+    for part in files:
+        length = len(part.as_bytes()) + 100  # with its boundary line
+        if size + length <= limit:
+            kept.append(part)
+            size += length
+        else:
+            left_out.append(part.get_filename() or "file")
+    for part in kept:
+        message.attach(part)
+    if left_out:
+        message.attach(
+            _text_part(
+                f"Not attached ({', '.join(left_out)}): with them this message would be larger "
+                f"than the {limit} bytes the mail server accepts. The links above download "
+                "them.\n",
+                "plain",
+            )
+        )
+    return message
 
 
 def build_test_message(to: str, settings: Settings) -> Message:

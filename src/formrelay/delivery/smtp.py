@@ -8,7 +8,7 @@ from email.message import Message
 
 from ..settings import Settings
 from . import DeliveryFailed, SendResult
-from .message import deliverable_recipients, header_addresses
+from .message import deliverable_recipients, header_addresses, without_attachments
 
 
 class SMTPBackend:
@@ -62,6 +62,10 @@ class SMTPBackend:
             )
             international = not all(a.isascii() for a in [sender, *recipients])
             options = ["SMTPUTF8"] if international else []
+            limit = _size_limit(conn)
+            if limit and len(data) > limit:
+                # The server would refuse it whole: the files stay linked, not attached.
+                data = without_attachments(message, limit).as_bytes()
             try:
                 refused = conn.sendmail(sender, recipients, data, mail_options=options)
                 break
@@ -189,3 +193,9 @@ def _recipients_failure(refused: dict[str, tuple[int, bytes]]) -> DeliveryFailed
     permanent = all(500 <= code < 600 for code, _ in refused.values())
     detail = "; ".join(f"{addr}: {code} {_text(text)}" for addr, (code, text) in refused.items())
     return DeliveryFailed(f"SMTP refused recipients: {detail}", retryable=not permanent)
+
+
+def _size_limit(conn: smtplib.SMTP) -> int:
+    """The message size the server advertises in EHLO (RFC 1870 SIZE); 0 for none."""
+    raw = conn.esmtp_features.get("size", "")
+    return int(raw) if raw.strip().isdigit() else 0

@@ -37,8 +37,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import Form, Submission, User
+from ..models import Attachment, Form, Submission, User
 from . import field_names
+from .attachments import format_size
 from .errors import InvalidInput
 from .inbox import DELIVERY_STATES, SubmissionFilter, filtered, submission_record
 from .permissions import owned_forms
@@ -158,20 +159,29 @@ def count(session: Session, export: ExportQuery) -> int:
 
 
 def export_chunks(
-    session: Session, export: ExportQuery, fmt: Format, progress: Progress | None = None
+    session: Session,
+    export: ExportQuery,
+    fmt: Format,
+    progress: Progress | None = None,
+    *,
+    base_url: str = "",
 ) -> Iterator[bytes]:
     """`export` (from export_query), newest first, as UTF-8 byte chunks of about
-    CHUNK_BYTES. Run it inside `reading`."""
+    CHUNK_BYTES. Run it inside `reading`. File links start with `base_url` (they lead to
+    the dashboard, which asks the reader to sign in)."""
     if fmt == "csv":
-        return csv_chunks(session, export, progress)
-    return json_chunks(session, export.rows, progress)
+        return csv_chunks(session, export, progress, base_url=base_url)
+    return json_chunks(session, export.rows, progress, base_url=base_url)
 
 
-def _batches(session: Session, query: Select[Any]) -> Iterator[Sequence[Any]]:
+def _batches(
+    session: Session, query: Select[Any], *, prefetch: bool = True
+) -> Iterator[Sequence[Any]]:
     """(id, time as its CSV cell, fields) of each submission, BATCH_ROWS at a time; the
     database formats the time, which costs it less than Python. Fields come as JSON text,
     decoded in the caller's loop with orjson: SQLAlchemy's result processor (SQLite) and
-    psycopg's jsonb loader (json.loads with its encoding check) cost twice as much a row."""
+    psycopg's jsonb loader (json.loads with its encoding check) cost twice as much a row.
+    Without `prefetch`, the caller may use the session between batches (see prefetched)."""
     connection = session.connection()
     dialect = connection.dialect.name
     fields = (
@@ -183,7 +193,7 @@ def _batches(session: Session, query: Select[Any]) -> Iterator[Sequence[Any]]:
     result: Result[int, str, Any] = connection.execute(
         columns, execution_options={"yield_per": BATCH_ROWS}
     )
-    if dialect == "postgresql":
+    if dialect == "postgresql" and prefetch:
         yield from prefetched(result.partitions())
     else:
         # SQLite works in this process, releasing the GIL for every row it steps: a
@@ -243,6 +253,28 @@ def prefetched(batches: Iterator[T], depth: int = 2) -> Iterator[T]:
         thread.join()
 
 
+def _files_of(session: Session, ids: list[int]) -> dict[int, list[Any]]:
+    """(id, submission_id, filename, size) of the files of these submissions, by submission."""
+    found: dict[int, list[Any]] = {}
+    rows = session.execute(
+        select(Attachment.id, Attachment.submission_id, Attachment.filename, Attachment.size)
+        .where(Attachment.submission_id.in_(ids))
+        .order_by(Attachment.id)
+    )
+    for row in rows:
+        found.setdefault(row.submission_id, []).append(row)
+    return found
+
+
+def file_cell(files: Any, base_url: str) -> str:
+    """The CSV cell listing a submission's files: "name (size) link", one per line."""
+    return "\n".join(
+        f"{f.filename} ({format_size(f.size)}) "
+        f"{base_url}/submissions/{f.submission_id}/files/{f.id}"
+        for f in files
+    )
+
+
 def _csv_time_sql(dialect: str) -> ColumnElement[str]:
     """csv_time() in SQL: 2026-12-01T11:17:50Z."""
     if dialect == "postgresql":
@@ -265,11 +297,12 @@ def csv_time(moment: datetime) -> str:
 
 
 def csv_chunks(
-    session: Session, export: ExportQuery, progress: Progress | None = None
+    session: Session, export: ExportQuery, progress: Progress | None = None, *, base_url: str = ""
 ) -> Iterator[bytes]:
     """CSV: id, time, then one column per field name the forms have received, in the order
     they first arrived (services.field_names); a name sent more than once joins its values
-    with REPEAT_SEPARATOR. Every text cell is neutralised."""
+    with REPEAT_SEPARATOR; last, when any submission has files, a "files" column
+    (file_cell). Every text cell is neutralised."""
     names = field_names.names(session, export.names)
     query = export.rows
     position = {name: i + 2 for i, name in enumerate(names)}  # cells 0, 1: id and time
@@ -277,13 +310,18 @@ def csv_chunks(
     formula = "".join(FORMULA_STARTS)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["id", "time", *(neutralise(name) for name in names)])
+    with_files = _any_files(session, query)
+    writer.writerow(
+        ["id", "time", *(neutralise(name) for name in names), *(["files"] if with_files else [])]
+    )
     written = 0
     # The hot loop of a million-row export: plain lists and local names, no calls per cell
     # but the JSON decoder's (orjson: 1 us a row where json took 2; the whole loop about
     # 12 us a row on SQLite, in-process).
     decode = orjson.loads
-    for batch in _batches(session, query):
+    # A batch's files are read between batches, on the reading session: no prefetching then.
+    for batch in _batches(session, query, prefetch=not with_files):
+        files = _files_of(session, [row[0] for row in batch]) if with_files else {}
         for submission_id, time, fields in batch:
             cells: list[Any] = [submission_id, time, *blank]
             for name, value in decode(fields):
@@ -293,6 +331,9 @@ def csv_chunks(
                     cells[j] = "'" + value if value and value[0] in formula else value
                 else:
                     cells[j] += REPEAT_SEPARATOR + value
+            if with_files:
+                found = files.get(submission_id)
+                cells.append(neutralise(file_cell(found, base_url)) if found else "")
             writer.writerow(cells)
             written += 1
             if buffer.tell() >= CHUNK_BYTES:
@@ -305,12 +346,30 @@ def csv_chunks(
         progress(written)
 
 
+def _any_files(session: Session, query: Select[Any]) -> bool:
+    """Whether any selected submission has a file (the CSV then has a files column).
+
+    An installation without any file answers from the empty table at once; otherwise the
+    filter is joined to the files."""
+    if session.scalar(select(Attachment.id).limit(1)) is None:
+        return False
+    ids = query.with_only_columns(Submission.id).order_by(None)
+    found = session.scalar(
+        select(Attachment.id).where(Attachment.submission_id.in_(ids.scalar_subquery())).limit(1)
+    )
+    return found is not None
+
+
 def json_chunks(
-    session: Session, query: Select[Any], progress: Progress | None = None
+    session: Session, query: Select[Any], progress: Progress | None = None, *, base_url: str = ""
 ) -> Iterator[bytes]:
     """JSON: an array of inbox.submission_record objects (the API's shape), newest first,
     one per line."""
-    loading = query.options(selectinload(Submission.deliveries), selectinload(Submission.form))
+    loading = query.options(
+        selectinload(Submission.deliveries),
+        selectinload(Submission.form),
+        selectinload(Submission.attachments),
+    )
     result = session.scalars(loading, execution_options={"yield_per": BATCH_ROWS})
     buffer = io.StringIO()
     buffer.write("[")
@@ -318,7 +377,8 @@ def json_chunks(
     written = 0
     for submission in result:
         buffer.write(separator)
-        buffer.write(json.dumps(submission_record(submission), ensure_ascii=False))
+        record = submission_record(submission, base_url=base_url)
+        buffer.write(json.dumps(record, ensure_ascii=False))
         separator = ",\n"
         written += 1
         if buffer.tell() >= CHUNK_BYTES:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..models import Form, Recipient, SubmissionCount, User, utcnow
-from . import spam
+from . import attachments, spam
 from .addresses import normalize_email
 from .errors import Conflict, FormNotFound, InvalidInput, NotFound, SubmissionRejected
 from .outbox import queue_mail
@@ -79,6 +79,13 @@ class FormChanges:
     add_recipients: Sequence[str] = field(default_factory=tuple)
     remove_recipients: Sequence[str] = field(default_factory=tuple)
     store_only: bool | None = None
+    files_enabled: bool | None = None
+    max_file_mb: int | None = None
+    max_total_mb: int | None = None
+    max_files: int | None = None
+    allowed_types: str | None = None
+    # 0 clears the form's own retention (FORMRELAY_RETENTION_DAYS decides again).
+    retention_days: int | None = None
 
     def __bool__(self) -> bool:
         return any(
@@ -89,8 +96,17 @@ class FormChanges:
                 self.store_only is not None,
                 self.add_recipients,
                 self.remove_recipients,
+                *(getattr(self, name) is not None for name in UPLOAD_SETTINGS),
+                self.retention_days is not None,
             )
         )
+
+
+# The upload settings of a form, in the order they are shown and reported.
+UPLOAD_SETTINGS = ("files_enabled", "max_file_mb", "max_total_mb", "max_files", "allowed_types")
+MAX_MB = 10_000  # a sanity bound; FORMRELAY_MAX_UPLOAD_BODY_BYTES is the real ceiling
+MAX_FILES = 100
+MAX_RETENTION_DAYS = 36_500
 
 
 def update_form(
@@ -109,6 +125,7 @@ def update_form(
     if changes.redirect_url is not None:
         spam.check_redirect_allowed(form.allowed_domains or [], redirect)
     subject = None if changes.subject is None else _subject(changes.subject)
+    uploads = _upload_changes(form, changes)
     adding = [_address(raw) for raw in changes.add_recipients]
     removing = [_address(raw).lower() for raw in changes.remove_recipients]
     current = {r.email.lower() for r in form.recipients}
@@ -133,6 +150,15 @@ def update_form(
     if changes.store_only is not None and changes.store_only != form.store_only:
         form.store_only = changes.store_only
         changed.append("store-only")
+    for name, value in uploads.items():
+        if getattr(form, name) != value:
+            setattr(form, name, value)
+            changed.append(name.replace("_", "-"))
+    if changes.retention_days is not None:
+        days = _retention(changes.retention_days)
+        if days != form.retention_days:
+            form.retention_days = days
+            changed.append("retention")
     before = [(r.email, r.verified) for r in form.recipients]
     for address in adding:
         _add_recipient(form, address, verified=verified)
@@ -143,6 +169,46 @@ def update_form(
     session.flush()
     spam.forget_policy(form.key)
     return changed
+
+
+def _upload_changes(form: Form, changes: FormChanges) -> dict[str, object]:
+    """The upload settings `changes` sets, checked. Raises InvalidInput."""
+    values: dict[str, object] = {}
+    if changes.files_enabled is not None:
+        values["files_enabled"] = changes.files_enabled
+    for name, label, top in (
+        ("max_file_mb", "The size of one file", MAX_MB),
+        ("max_total_mb", "The size of all files", MAX_MB),
+        ("max_files", "The number of files", MAX_FILES),
+    ):
+        value = getattr(changes, name)
+        if value is None:
+            continue
+        if not 1 <= value <= top:
+            raise InvalidInput(f"{label} must be from 1 to {top}, not {value}.")
+        values[name] = value
+    if changes.allowed_types is not None:
+        try:
+            types = attachments.clean_types(changes.allowed_types)
+        except ValueError as exc:
+            raise InvalidInput(f"Allowed types: {exc}.") from None
+        if not types:
+            raise InvalidInput("Allowed types: list at least one extension, or * for any.")
+        values["allowed_types"] = types
+    per_file = values.get("max_file_mb", form.max_file_mb)
+    total = values.get("max_total_mb", form.max_total_mb)
+    assert isinstance(per_file, int) and isinstance(total, int)
+    if per_file > total:
+        raise InvalidInput(
+            f"One file may not be larger ({per_file} MB) than all files together ({total} MB)."
+        )
+    return values
+
+
+def _retention(days: int) -> int | None:
+    if not 0 <= days <= MAX_RETENTION_DAYS:
+        raise InvalidInput(f"Retention must be from 0 to {MAX_RETENTION_DAYS} days, not {days}.")
+    return days or None
 
 
 def set_enabled(session: Session, form: Form, enabled: bool) -> Form:
@@ -159,8 +225,10 @@ def delete_form(session: Session, form: Form) -> int:
     count = session.scalar(
         select(func.sum(SubmissionCount.n)).where(SubmissionCount.form_id == form.id)
     )
-    # The database deletes the submissions and their deliveries (ON DELETE CASCADE), in
-    # one statement rather than one per row loaded here.
+    # The database deletes the submissions, their deliveries and files' rows (ON DELETE
+    # CASCADE), in one statement rather than one per row loaded here; the files themselves
+    # go from storage once that commits.
+    attachments.forget_after_commit(session, attachments.form_storage_keys(session, form))
     session.delete(form)
     session.flush()
     return count or 0

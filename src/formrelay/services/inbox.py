@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Integer, Select, delete, func, literal, select, tuple_, type_coerce
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import Delivery, DeliveryStatus, Form, Submission, User, utcnow
-from . import search
+from ..models import Attachment, Delivery, DeliveryStatus, Form, Submission, User, utcnow
+from . import attachments, search
 from .errors import Conflict, InvalidInput
 from .outbox import deliver_submission
 from .permissions import load_submission, owned_forms
@@ -229,13 +229,22 @@ def empty_spam(session: Session, actor: User, form: Form | None) -> int:
     return _delete(session, Submission.id.in_(_where(select(Submission.id), actor, spam)))
 
 
+def delete_older_than(session: Session, form_id: int, cutoff: datetime) -> int:
+    """Delete a form's submissions (inbox and spam) made before `cutoff`, with their
+    deliveries and files (retention). Returns how many."""
+    return _delete(session, (Submission.form_id == form_id) & (Submission.created_at < _at(cutoff)))
+
+
 def _delete(session: Session, which: Any) -> int:
     # Core deletes: the ORM would load every row first. Deliveries go explicitly, so that
     # it does not depend on the database enforcing ON DELETE CASCADE; the search entries
     # go with the rows (services.search).
+    # Their files are removed from storage once this transaction commits.
     ids = list(session.scalars(select(Submission.id).where(which)))
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
+        attachments.forget_after_commit(session, attachments.storage_keys(session, chunk))
+        session.execute(delete(Attachment).where(Attachment.submission_id.in_(chunk)))
         session.execute(delete(Delivery).where(Delivery.submission_id.in_(chunk)))
         session.execute(delete(Submission).where(Submission.id.in_(chunk)))
     session.expire_all()
@@ -288,8 +297,9 @@ def count_submissions(session: Session, form: Form) -> SubmissionCounts:
     return SubmissionCounts(inbox=counts.get(False, 0), spam=counts.get(True, 0))
 
 
-def submission_record(submission: Submission) -> dict[str, Any]:
-    """A submission as plain data (JSON-ready): what exports and scripts read."""
+def submission_record(submission: Submission, *, base_url: str = "") -> dict[str, Any]:
+    """A submission as plain data (JSON-ready): what exports and scripts read. Each file's
+    link leads to the dashboard (`base_url` first), where its owner signs in."""
     return {
         "id": submission.id,
         "form": submission.form.key,
@@ -309,5 +319,15 @@ def submission_record(submission: Submission) -> dict[str, Any]:
                 "sent_at": d.sent_at.isoformat() if d.sent_at else None,
             }
             for d in submission.deliveries
+        ],
+        "files": [
+            {
+                "field": a.field,
+                "name": a.filename,
+                "size": a.size,
+                "content_type": a.content_type,
+                "url": f"{base_url}/submissions/{submission.id}/files/{a.id}",
+            }
+            for a in submission.attachments
         ],
     }

@@ -15,8 +15,18 @@ from typing import Protocol, cast
 from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from ..models import Delivery, DeliveryStatus, Form, Recipient, Submission, User, utcnow
+from ..models import (
+    Attachment,
+    Delivery,
+    DeliveryStatus,
+    Form,
+    Recipient,
+    Submission,
+    User,
+    utcnow,
+)
 from . import search
+from .attachments import attachment_rows
 from .errors import DomainError, FormDisabled, FormNotFound
 from .submissions import PreparedSubmission
 
@@ -46,6 +56,7 @@ _TARGETS = (
     .order_by(_FORMS.c.id, _RECIPIENTS.c.id)
 )
 _INSERT_DELIVERIES = insert(_DELIVERIES)
+_INSERT_ATTACHMENTS = insert(cast(Table, Attachment.__table__))
 EMAIL = "email"  # the channel of notifications
 
 
@@ -54,6 +65,8 @@ class StoredSubmission:
     id: int
     # Where the submitter goes next: _next or the form's redirect; None means our thanks page.
     next_url: str | None
+    # Whether its files were recorded with it (not for spam: the caller removes them).
+    kept_files: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,8 +208,13 @@ def store_submissions(
                 n = wanted.get(form.id, (form, 0))[1]
                 wanted[form.id] = (form, n + len(form.recipients))
         budgets = ceilings.budgets(wanted, hour)
+    files: list[dict[str, object]] = []
     for (index, item, form, next_url), submission_id in zip(accepted, ids, strict=True):
-        results[index] = StoredSubmission(submission_id, next_url)
+        # Spam keeps no file (Formlander's bug #50 kept them on disk).
+        kept = bool(item.files) and item.spam_reason is None
+        results[index] = StoredSubmission(submission_id, next_url, kept_files=kept)
+        if kept:
+            files.extend(attachment_rows(submission_id, item.files))
         if item.spam_reason is None and form.recipients:
             cc = _cc_beyond_recipients(item.cc, form.recipients)
             rows = [
@@ -224,6 +242,8 @@ def store_submissions(
         connection.execute(_INSERT_DELIVERIES, deliveries)
     if notices:
         connection.execute(_INSERT_DELIVERIES, notices)
+    if files:
+        connection.execute(_INSERT_ATTACHMENTS, files)
     return results
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Form
 from .addresses import normalize_email, normalize_mailbox
+from .attachments import StoredFile
 from .errors import FieldError, FormDisabled, FormNotFound, SubmissionRejected
 from .text import CONTROL_CHARACTERS, one_line
 from .urls import http_url
@@ -55,6 +56,8 @@ class PreparedSubmission:
     cc: tuple[str, ...] = ()
     next_url: str | None = None
     spam_reason: str | None = None
+    # Written to storage by the web edge, recorded with the submission unless it is spam.
+    files: tuple[StoredFile, ...] = ()
 
 
 def check_form(session: Session, key: str) -> None:
@@ -72,6 +75,7 @@ def prepare_submission(
     *,
     honeypot: str = HONEYPOT,
     allow_cc: bool = False,
+    has_files: bool = False,
 ) -> PreparedSubmission:
     """Split the special fields from the data and validate them; touches no database.
 
@@ -81,8 +85,9 @@ def prepare_submission(
     chooses. Without `_replyto` the first field named email is the Reply-To; every one of
     them must be an address. A filled honeypot (`_gotcha`, or the form's own `honeypot`
     name) gives a submission marked as spam whatever else it holds, so that it is
-    answered like any success and a bot learns nothing. Raises SubmissionRejected naming
-    every invalid field (once each).
+    answered like any success and a bot learns nothing. A submission of files alone
+    (`has_files`) is not empty. Raises SubmissionRejected naming every invalid field (once
+    each).
     """
     special: dict[str, list[str]] = {}
     data: list[tuple[str, str]] = []
@@ -99,7 +104,7 @@ def prepare_submission(
             data, meta, next_url=next_url, spam_reason="honeypot field was filled"
         )
 
-    if not any(value.strip() for _, value in data):
+    if not has_files and not any(value.strip() for _, value in data):
         raise SubmissionRejected("EMPTY", "The form was submitted with no data.")
 
     errors: list[FieldError] = []

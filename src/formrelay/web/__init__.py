@@ -47,7 +47,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     }
     cors.init_app(app, resources={r"/f/*": public_cors, r"/p/*": public_cors})
 
-    from . import auth, errors, health, hooks, main, public, screening, security, templating
+    from . import auth, errors, files, health, hooks, main, public, screening, security, templating
     from .dashboard import admin, forms, submissions
     from .dashboard import exports as dashboard_exports
 
@@ -68,6 +68,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.register_blueprint(dashboard_exports.bp)
     hooks.init_app(app)
     app.register_blueprint(hooks.bp)
+    app.register_blueprint(files.bp)
     # Other sites' forms post here with no token of ours; the form key is what they hold.
     csrf.exempt(public.bp)
     csrf.exempt(health.bp)

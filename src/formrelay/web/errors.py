@@ -18,6 +18,7 @@ from ..extensions import db, limiter
 from ..ingest import StorageUnavailable
 from ..services.errors import DomainError, FieldError
 from ..services.urls import http_url
+from ..storage import StorageError
 from .negotiation import wants_json
 
 log = logging.getLogger("formrelay.web")
@@ -175,6 +176,19 @@ def register(app: Flask) -> None:
             503,
             "The service cannot store submissions right now; please try again shortly.",
             database_failed=True,
+        )
+        response.headers["Retry-After"] = "30"
+        return response
+
+    @app.errorhandler(StorageError)
+    def files_unavailable(exc: StorageError) -> Response:
+        # The upload's files were removed (web/uploads.py); nothing was acknowledged.
+        log.error("file storage unavailable: %s", exc)
+        _rollback()
+        response = error_response(
+            503,
+            "The service cannot store files right now; please try again shortly.",
+            [FieldError("STORAGE_UNAVAILABLE", "The service cannot store files right now.")],
         )
         response.headers["Retry-After"] = "30"
         return response

@@ -17,7 +17,7 @@ from wtforms import (
     URLField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import AnyOf, DataRequired, Length, NumberRange, Optional
+from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, NumberRange, Optional
 
 
 class LoginInput(FlaskForm):
@@ -127,6 +127,26 @@ class SpamSettingsInput(FlaskForm):
         "Notifications an hour at most", validators=[Optional(), NumberRange(min=0)]
     )
     submit = SubmitField("Save spam settings")
+
+
+class UploadSettingsInput(FlaskForm):
+    files_enabled = BooleanField("Accept files: file inputs in the form are stored and linked")
+    max_file_mb = IntegerField(
+        "Largest file (MB)", validators=[InputRequired(), NumberRange(min=1, max=10_000)]
+    )
+    max_total_mb = IntegerField(
+        "All files of one submission (MB)",
+        validators=[InputRequired(), NumberRange(min=1, max=10_000)],
+    )
+    max_files = IntegerField(
+        "Files per submission", validators=[InputRequired(), NumberRange(min=1, max=100)]
+    )
+    allowed_types = StringField("Allowed types", validators=[InputRequired(), Length(max=1000)])
+    retention_days = IntegerField(
+        "Keep submissions for (days)",
+        validators=[Optional(), NumberRange(min=0, max=36_500)],
+    )
+    submit = SubmitField("Save file settings")
 
 
 class RecipientInput(FlaskForm):

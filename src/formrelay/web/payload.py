@@ -68,6 +68,27 @@ def parse_payload(content_type: str | None, body: bytes, *, max_fields: int) -> 
     return payload
 
 
+def incomplete_body() -> SubmissionRejected:
+    """The refusal of a body that ended before its end (web/public.py, web/uploads.py)."""
+    return SubmissionRejected(
+        "INCOMPLETE_BODY",
+        "The request body ended before its end (shorter than its Content-Length, or a "
+        "chunked body cut short or malformed); nothing was stored.",
+    )
+
+
+def add_field(payload: Payload, name: str, data: bytes) -> None:
+    """Add one multipart text field to `payload` (a nameless one is dropped). Raises
+    INVALID_ENCODING for a value that is not UTF-8."""
+    if name:
+        payload.fields.append((name, _decode(data, f"value of field {name!r}")))
+
+
+def refuse_unstorable(fields: list[tuple[str, str]]) -> None:
+    """See _refuse_unstorable_text."""
+    _refuse_unstorable_text(fields)
+
+
 def _refuse_unstorable_text(fields: list[tuple[str, str]]) -> None:
     """Refuse what no database column can hold: NUL, and lone surrogates.
 

@@ -15,7 +15,8 @@ from ..services.urls import http_url
 from ..settings import get_settings
 from . import screening
 from .negotiation import allowed_methods, wants_json
-from .payload import parse_payload
+from .payload import incomplete_body, parse_payload
+from .uploads import ReceivedFiles, attach_files, is_multipart, keep_files, receive_multipart
 
 bp = Blueprint("public", __name__)
 
@@ -27,21 +28,27 @@ bp = Blueprint("public", __name__)
 @screening.limited
 def submit(key: str, project: str | None = None) -> Response:
     config = get_settings()
+    received: ReceivedFiles | None = None
     try:
-        body = _read_body(config.max_body_bytes)
-        payload = parse_payload(request.content_type, body, max_fields=config.max_fields)
-        if payload.files:
-            raise SubmissionRejected(
-                "NO_FILE_UPLOADS", "File uploads are not enabled for this form."
-            )
-        prepared = screening.prepare(key, payload.fields, _meta())
+        if is_multipart(request.content_type):  # files (if any) streamed to storage
+            payload, received = receive_multipart(request, key, config)
+        else:
+            body = _read_body(config.max_body_bytes)
+            payload = parse_payload(request.content_type, body, max_fields=config.max_fields)
+        has_files = received is not None and bool(received.files)
+        prepared = screening.prepare(key, payload.fields, _meta(), has_files=has_files)
     except SubmissionRejected:
+        if received is not None:
+            received.discard()
         # A mistyped or disabled form matters more than the fields: say that first. The
         # success path skips this query; group commit checks the form in its transaction.
         check_form(db.session(), key)
         raise
     # Returns once the submission and its deliveries are committed, together: before any 2xx.
-    stored = group_commit().accept(key, prepared)
+    # Its files are removed if that fails, and when it was kept without them (spam).
+    with attach_files(received, prepared) as prepared:
+        stored = group_commit().accept(key, prepared)
+    keep_files(received, stored)
     next_url = stored.next_url or _thanks_url()
     if wants_json(request):
         return jsonify({"ok": True, "next": next_url, "id": stored.id})
@@ -116,11 +123,7 @@ def _read_body(limit: int) -> bytes:
 
 
 def _incomplete() -> SubmissionRejected:
-    return SubmissionRejected(
-        "INCOMPLETE_BODY",
-        "The request body ended before its end (shorter than its Content-Length, or a "
-        "chunked body cut short or malformed); nothing was stored.",
-    )
+    return incomplete_body()
 
 
 def _meta() -> SubmissionMeta:

@@ -111,15 +111,20 @@ class _UsedTokens:
         counters().clear(f"captcha:{digest}")
 
 
-def prepare(key: str, fields: list[tuple[str, str]], meta: SubmissionMeta) -> PreparedSubmission:
+def prepare(
+    key: str, fields: list[tuple[str, str]], meta: SubmissionMeta, *, has_files: bool = False
+) -> PreparedSubmission:
     """The submission as group commit stores it, after every rule of its form: refused
-    with the rule's code (SubmissionRejected), or marked as suspected spam with its reason.
+    with the rule's code (SubmissionRejected), or marked as suspected spam with its reason
+    (it then keeps none of its files: `has_files`, streamed to storage already).
 
     An unknown form gets no rules: group commit answers FORM_NOT_FOUND.
     """
     policy = policy_for(key) or spam.NO_FORM
     spam.check_origin(policy, meta.origin, meta.referrer)
-    prepared = prepare_submission(fields, meta, honeypot=policy.honeypot, allow_cc=policy.allow_cc)
+    prepared = prepare_submission(
+        fields, meta, honeypot=policy.honeypot, allow_cc=policy.allow_cc, has_files=has_files
+    )
     if prepared.spam_reason is not None:  # the honeypot: nothing else to learn
         return prepared
     spam.check_next(policy, prepared.next_url)

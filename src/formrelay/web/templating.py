@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import Flask, current_app, g
 from flask_login import current_user
 
+from ..services.attachments import format_size
+
 VIEWER_ZONE = "_viewer_zone"  # its key in `g`
 
 
@@ -40,6 +42,7 @@ def localtime(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 def init_app(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
+    app.add_template_filter(format_size, "filesize")
 
     @app.context_processor
     def pages() -> dict[str, object]:

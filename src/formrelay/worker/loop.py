@@ -23,6 +23,7 @@ from ..services.suppressions import canonical, suppressed_among, suppressed_reas
 from ..settings import Settings
 from .claims import Claim, D, claim_due_deliveries, release
 from .heartbeat import Heartbeat, WorkerIdentity
+from .housekeeping import Housekeeping
 from .outcomes import Outcome, decide, one_line, record_while_leased
 from .pacing import SharedPacer
 from .sending import BackendFactory, Sender
@@ -57,6 +58,7 @@ class Worker:
         self._suppressed: dict[str, Suppression] = {}
         self.stop_event = threading.Event()
         self.wake_event = threading.Event()
+        self.housekeeping = Housekeeping(session_factory, settings)
 
     # -- running -----------------------------------------------------------------------
     def run(self) -> None:
@@ -88,6 +90,10 @@ class Worker:
                     if failures:
                         log.info("worker recovered after %d failed iterations", failures)
                     failures = 0
+                # Once a day, between batches (a busy worker too): purge and sweep; not
+                # when asked to stop.
+                if not self.stop_event.is_set():
+                    self.housekeeping.maybe_run()
                 if not done:
                     self.sender.close()  # do not hold an idle SMTP connection
                     self.wake_event.wait(self.settings.worker_poll_seconds)
@@ -182,15 +188,20 @@ class Worker:
         return outcomes
 
     def _load(self, session: Session, claims: list[Claim]) -> dict[int, Delivery]:
-        # The whole batch in three queries, not three per message. Committing (not rolling
+        # The whole batch in four queries, not four per message. Committing (not rolling
         # back) ends the read keeping the objects loaded (expire_on_commit=False): no
-        # transaction stays open while a mail server takes its time.
+        # transaction stays open while a mail server takes its time (a lazy load while
+        # building a message would open one, and SQLite could not then record the outcome).
+        submission = selectinload(Delivery.submission)
         loaded = {
             d.id: d
             for d in session.scalars(
                 select(Delivery)
                 .where(D.id.in_([c.delivery_id for c in claims]))
-                .options(selectinload(Delivery.submission).selectinload(Submission.form))
+                .options(
+                    submission.selectinload(Submission.form),
+                    submission.selectinload(Submission.attachments),
+                )
             )
         }
         # One query for the whole batch: which targets and Cc addresses are suppressed.

@@ -16,6 +16,7 @@ from ...extensions import db
 from ...models import utcnow
 from ...services import exports, permissions
 from ...services.inbox import SubmissionFilter
+from ...settings import get_settings
 from ..templating import viewer_zone
 
 bp = Blueprint("exports", __name__)
@@ -52,13 +53,16 @@ def _download(f: SubmissionFilter, fmt: exports.Format) -> Response:
     # last row; the request's session is done, so its connection goes back to the pool
     # now rather than after the last byte. The generator needs no request context.
     db.session.rollback()
-    response = Response(_stream(engine, export, fmt), mimetype=MIMETYPES[fmt])
+    stream = _stream(engine, export, fmt, get_settings().base_url)
+    response = Response(stream, mimetype=MIMETYPES[fmt])
     name = exports.filename(f, fmt, utcnow().date())
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     response.headers["Cache-Control"] = "no-store"  # submissions are private
     return response
 
 
-def _stream(engine: Engine, export: exports.ExportQuery, fmt: exports.Format) -> Iterator[bytes]:
+def _stream(
+    engine: Engine, export: exports.ExportQuery, fmt: exports.Format, base_url: str
+) -> Iterator[bytes]:
     with exports.reading(engine) as session:
-        yield from exports.export_chunks(session, export, fmt)
+        yield from exports.export_chunks(session, export, fmt, base_url=base_url)

@@ -18,7 +18,13 @@ from ...services.errors import Conflict, InvalidInput
 from ...services.submissions import SPECIAL_FIELDS
 from ...settings import get_settings
 from ..auth import safe_next
-from ..inputs import FormSettingsInput, NewFormInput, RecipientInput, SpamSettingsInput
+from ..inputs import (
+    FormSettingsInput,
+    NewFormInput,
+    RecipientInput,
+    SpamSettingsInput,
+    UploadSettingsInput,
+)
 from ..ses_info import SANDBOX_ADVICE, ses_info
 
 bp = Blueprint("forms", __name__)
@@ -116,6 +122,40 @@ def settings(key: str) -> str | Response | tuple[str, int]:
             return redirect(url_for("forms.settings", key=form.key))
     status = 200 if request.method == "GET" else 400
     return _settings_page(form, input, RecipientInput(formdata=None)), status
+
+
+@bp.post("/forms/<key>/uploads")
+@login_required
+def uploads(key: str) -> str | Response | tuple[str, int]:
+    """The settings page's File uploads section."""
+    session = db.session()
+    form = permissions.load_form(session, current_user, key)
+    input = UploadSettingsInput()
+    if input.validate_on_submit():
+        changes = forms.FormChanges(
+            files_enabled=bool(input.files_enabled.data),
+            max_file_mb=input.max_file_mb.data,
+            max_total_mb=input.max_total_mb.data,
+            max_files=input.max_files.data,
+            allowed_types=input.allowed_types.data or "",
+            retention_days=input.retention_days.data or 0,
+        )
+        try:
+            changed = forms.update_form(session, form, changes)
+        except InvalidInput as exc:
+            session.rollback()
+            form = permissions.load_form(session, current_user, key)
+            input.form_errors.append(exc.message)
+        else:
+            session.commit()
+            flash("File settings saved." if changed else "Nothing changed.", "success")
+            return redirect(url_for("forms.settings", key=form.key) + "#uploads")
+    return _settings_page(
+        form,
+        FormSettingsInput(formdata=None, obj=form),
+        RecipientInput(formdata=None),
+        upload_input=input,
+    ), 400
 
 
 # A verification link goes to whatever address an owner types: at most this many, added or
@@ -302,6 +342,7 @@ def _settings_page(
     input: FormSettingsInput,
     recipient_input: RecipientInput,
     spam_input: SpamSettingsInput | None = None,
+    upload_input: UploadSettingsInput | None = None,
 ) -> str:
     config = get_settings()
     addresses = [r.email for r in form.recipients]
@@ -312,6 +353,9 @@ def _settings_page(
         input=input,
         recipient_input=recipient_input,
         spam_input=spam_input or _spam_input(form),
+        upload_input=upload_input or UploadSettingsInput(formdata=None, obj=form),
+        upload_ceiling_mb=config.max_upload_body_bytes // (1024 * 1024),
+        default_retention=config.retention_days,
         endpoint=endpoint_url(form),
         suppressed={
             a: suppressions.suppressed_reason(s)
