@@ -587,7 +587,7 @@ def test_the_migration_goes_down_and_up_again(app: Flask) -> None:
     from sqlalchemy import inspect
 
     db.session.remove()
-    downgrade(revision="0011")  # the revision before 0008_ses
+    downgrade(revision="0008")  # the revision before 0009 (SES)
     assert "suppressions" not in inspect(db.engine).get_table_names()
     upgrade()
     tables = set(inspect(db.engine).get_table_names())

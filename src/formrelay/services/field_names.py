@@ -5,7 +5,7 @@ submission first cost a million-row export 6-28 s before its first byte (measure
 SQLite, bench/dashboard.py), so the names are kept as they arrive instead: `record` runs
 in the transaction that stores submissions (search.insert_submissions, which ingest and
 imports use), and costs one small statement per batch; on PostgreSQL a statement trigger
-does the same within the submissions' INSERT. Migration 0009 filled the table from the
+does the same within the submissions' INSERT. Migration 0006 filled the table from the
 submissions stored before it.
 
 A name stays when the submissions that carried it are deleted: the column is then empty.
@@ -36,7 +36,7 @@ def record(
     """Add the names these just-stored submissions (id, form id, fields) bring to their
     forms' lists, in this transaction; names a form has already are left as they are.
 
-    On PostgreSQL a statement trigger on submissions does this (migration 0009) within the
+    On PostgreSQL a statement trigger on submissions does this (migration 0006) within the
     INSERT itself: a statement of our own cost each group commit a round trip, 0.2-0.9 ms of
     its 3.5 (measured). On SQLite a trigger would parse every row's JSON again; here one
     small statement a batch costs 50 us."""

@@ -3,8 +3,8 @@ due index holds it: the forms list counts each form's failed and dead deliveries
 that index alone, instead of reading every one of those deliveries and its submission
 (11 ms on SQLite, 22 ms on PostgreSQL at 2,500 of them, measured).
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01 14:30:00
 
 """
@@ -12,8 +12,8 @@ Create Date: 2026-12-01 14:30:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

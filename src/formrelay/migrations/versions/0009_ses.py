@@ -5,8 +5,8 @@ suppressed from its first permanent bounce or complaint reported after this revi
 `formrelay suppress add`), and rates count the events recorded from now on. The same DDL
 serves SQLite and PostgreSQL.
 
-Revision ID: 0008_ses
-Revises: 0011
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-01 13:50:00
 
 """
@@ -14,8 +14,8 @@ Create Date: 2026-12-01 13:50:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_ses"
-down_revision = "0011"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -2,16 +2,16 @@
 forms ("All submissions", an admin's export) read it newest first instead of sorting them
 all (2.7 s for the first page at a million rows on SQLite, measured).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01 14:10:00
 
 """
 
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

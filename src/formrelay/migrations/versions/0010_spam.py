@@ -6,8 +6,8 @@ rely on it turn it back on (dashboard or `formrelay form update KEY --allow-cc o
 
 The list columns are JSON (JSONB on PostgreSQL), filled with [] for existing rows.
 
-Revision ID: 0006_spam
-Revises: 0008_ses
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-01 14:00:00
 
 """
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0006_spam"
-down_revision = "0008_ses"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

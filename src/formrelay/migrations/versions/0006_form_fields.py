@@ -1,7 +1,7 @@
 """The field names each form has received (form_fields), backfilled: the CSV export's
 header, read from here instead of from a first pass over every submission.
 
-Revision ID: 0009
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-01 14:00:00
 
@@ -12,7 +12,7 @@ from alembic import op
 
 from formrelay.services.field_names import FIELD_SLOTS
 
-revision = "0009"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

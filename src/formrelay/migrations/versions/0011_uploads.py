@@ -6,8 +6,8 @@ The same DDL serves SQLite and PostgreSQL: every new column has a server default
 nullable, so SQLite adds them in place (ALTER TABLE ADD COLUMN); only the downgrade needs
 batch mode (a table copy) there to drop them.
 
-Revision ID: 0007_uploads
-Revises: 0006_spam
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-01 13:50:00
 
 """
@@ -15,8 +15,8 @@ Create Date: 2026-12-01 13:50:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_uploads"
-down_revision = "0006_spam"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
