@@ -12,11 +12,12 @@ import pytest
 from flask import Flask
 from flask.cli import ScriptInfo
 from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import select
 
 from formrelay.cli import cli
 from formrelay.extensions import db
-from formrelay.models import Form, Submission, User
-from formrelay.services import exports, field_names, inbox
+from formrelay.models import Form, FormField, Submission, User
+from formrelay.services import exports, field_names, inbox, search
 from formrelay.services.inbox import SubmissionFilter
 
 from ..factories import make_form, make_submission, make_user
@@ -165,3 +166,26 @@ def _admin() -> User:
     user = make_user(db.session, "root@example.com", admin=True)
     db.session.commit()
     return user
+
+
+def test_submissions_with_ids_past_two_billion_positions_still_fit(app: Flask) -> None:
+    """A position is the id times FIELD_SLOTS: 64-bit arithmetic, on both databases (a
+    32-bit product overflowed on PostgreSQL at id 214,749)."""
+    form = make_form(db.session)
+    with db.engine.begin() as connection:
+        search.insert_submissions(
+            connection,
+            [
+                {
+                    "id": 3_000_000,
+                    "form_id": form.id,
+                    "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+                    "fields": [["company", "ACME"]],
+                    "cc": [],
+                    "is_spam": False,
+                }
+            ],
+        )
+    assert names(form) == ["company"]
+    position = db.session.scalar(select(FormField.position).where(FormField.form_id == form.id))
+    assert position == 3_000_000 * field_names.FIELD_SLOTS

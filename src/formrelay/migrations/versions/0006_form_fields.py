@@ -28,7 +28,7 @@ BACKFILL = {
         GROUP BY 1, 2""",
     "postgresql": f"""
         INSERT INTO form_fields (form_id, name, position)
-        SELECT s.form_id, f.value ->> 0, min(s.id * {FIELD_SLOTS} + f.ordinality - 1)
+        SELECT s.form_id, f.value ->> 0, min(s.id::bigint * {FIELD_SLOTS} + f.ordinality - 1)
         FROM submissions AS s, jsonb_array_elements(s.fields) WITH ORDINALITY AS f
         WHERE f.value ->> 0 IS NOT NULL
         GROUP BY 1, 2""",
@@ -42,7 +42,7 @@ PG_TRIGGER = [
     f"""CREATE FUNCTION form_fields_insert() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO form_fields (form_id, name, position)
-        SELECT added.form_id, f.value ->> 0, min(added.id * {FIELD_SLOTS} + f.ordinality - 1)
+        SELECT added.form_id, f.value ->> 0, min(added.id::bigint * {FIELD_SLOTS} + f.ordinality - 1)
         FROM added, jsonb_array_elements(added.fields) WITH ORDINALITY AS f
         WHERE f.value ->> 0 IS NOT NULL
         GROUP BY 1, 2 ORDER BY 1, 2
