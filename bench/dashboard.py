@@ -932,11 +932,11 @@ def field_names_cost(db: Database, instance: Path, turns: int) -> dict[str, Any]
     (search.insert_submissions, one durable commit each), with the field names kept and
     without, on a scratch copy of the schema; the same few names every time, as a form's
     traffic sends (a new name is rare and costs one row more). Off: field_names.record
-    replaced by a no-op (SQLite), the trigger disabled (PostgreSQL, where it runs).
+    replaced by a no-op.
 
     The cost that counts: this process's CPU on SQLite, which works in it (its wall time
     is mostly fsyncs that vary by tens of percent on a shared machine); the wall time on
-    PostgreSQL, whose trigger works in the server."""
+    PostgreSQL, whose statements cost round trips to the server."""
     from formrelay import create_app
     from formrelay.extensions import db as sqlalchemy
     from formrelay.services import accounts, field_names, forms, search
@@ -966,14 +966,7 @@ def field_names_cost(db: Database, instance: Path, turns: int) -> dict[str, Any]
         try:
             for turn in range(turns):
                 for mode in ("off", "on") if turn % 2 == 0 else ("on", "off"):
-                    if db.name == "postgresql":
-                        switch = "ENABLE" if mode == "on" else "DISABLE"
-                        with sqlalchemy.engine.begin() as connection:
-                            connection.exec_driver_sql(
-                                f"ALTER TABLE submissions {switch} TRIGGER form_fields_insert"
-                            )
-                    else:
-                        field_names.record = record if mode == "on" else (lambda *_: None)  # type: ignore[assignment]
+                    field_names.record = record if mode == "on" else (lambda *_: None)  # type: ignore[assignment]
                     started, cpu = time.perf_counter(), time.process_time()
                     for _ in range(FIELD_NAMES_BATCHES):
                         with sqlalchemy.engine.begin() as connection:

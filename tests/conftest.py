@@ -26,6 +26,7 @@ from werkzeug.test import TestResponse
 
 from formrelay import create_app
 from formrelay.extensions import db
+from formrelay.services import field_names
 from formrelay.settings import normalize_database_url
 from formrelay.web.templating import VIEWER_ZONE
 from formrelay.worker import Worker, make_worker
@@ -93,6 +94,8 @@ class PostgresDatabases:
         with self.engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {self.TABLES} RESTART IDENTITY CASCADE"))
             conn.execute(text("INSERT INTO roles (name) VALUES ('admin'), ('member')"))
+        # Ids start again: what this process saw committed before is not true any more.
+        field_names.forget()
         return self.url
 
 

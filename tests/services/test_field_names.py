@@ -189,3 +189,27 @@ def test_submissions_with_ids_past_two_billion_positions_still_fit(app: Flask) -
     assert names(form) == ["company"]
     position = db.session.scalar(select(FormField.position).where(FormField.form_id == form.id))
     assert position == 3_000_000 * field_names.FIELD_SLOTS
+
+
+def test_names_of_a_transaction_rolled_back_are_added_by_the_next_one(app: Flask) -> None:
+    """PostgreSQL remembers names seen committed, to send nothing for known ones: a name
+    its own open transaction added, seen again before a rollback, is not among them."""
+    form = make_form(db.session)
+    row = {
+        "form_id": form.id,
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "fields": [["vat_number", "GB1"]],
+        "cc": [],
+        "is_spam": False,
+    }
+    with db.engine.connect() as connection:
+        search.insert_submissions(connection, [row])
+        search.insert_submissions(connection, [row])  # an import's second batch
+        connection.rollback()
+    assert names(form) == []
+    with db.engine.begin() as connection:
+        search.insert_submissions(connection, [row])
+    assert names(form) == ["vat_number"]
+    with db.engine.begin() as connection:  # known now: nothing more to add
+        search.insert_submissions(connection, [row])
+    assert names(form) == ["vat_number"]

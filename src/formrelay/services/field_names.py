@@ -4,9 +4,7 @@ A CSV header must name every field before the first row. Finding them by reading
 submission first cost a million-row export 6-28 s before its first byte (measured on
 SQLite, bench/dashboard.py), so the names are kept as they arrive instead: `record` runs
 in the transaction that stores submissions (search.insert_submissions, which ingest and
-imports use), and costs one small statement per batch; on PostgreSQL a statement trigger
-does the same within the submissions' INSERT. Migration 0006 filled the table from the
-submissions stored before it.
+imports use). Migration 0006 filled the table from the submissions stored before it.
 
 A name stays when the submissions that carried it are deleted: the column is then empty.
 """
@@ -16,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Select, Table, select
+from sqlalchemy import Connection, Engine, Select, Table, event, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -28,20 +26,31 @@ FIELD_SLOTS = 10_000
 
 _TABLE = cast(Table, FormField.__table__)
 _SQLITE_INSERT = sqlite.insert(_TABLE).on_conflict_do_nothing()
+# One statement with the rows as three arrays, in key order: two transactions adding the
+# same new names take their locks in the same order, so they cannot deadlock.
+_POSTGRESQL_INSERT = text(
+    "INSERT INTO form_fields (form_id, name, position)"
+    " SELECT * FROM unnest(CAST(:form_ids AS integer[]), CAST(:names AS text[]),"
+    " CAST(:positions AS bigint[])) ON CONFLICT DO NOTHING"
+)
+
+# PostgreSQL: the (form id, name) pairs this process has seen committed. A form's names
+# only grow, and ids come from a sequence, never used twice: a pair seen once stays true
+# (until its form is deleted, when no submission names that form again). So a group commit
+# whose names are all known sends nothing: a statement of its own cost each batch a round
+# trip, 0.2-0.9 ms of a 3.5 ms commit (measured). SQLite may give a deleted form's id to the
+# next one, so it keeps no such memory; its statement costs 50 us in-process.
+_committed: set[tuple[int, str]] = set()
+_REMEMBERED_AT_MOST = 100_000
+# The pairs a connection's open transaction added (connection.info): not committed yet.
+_ADDED = "formrelay_field_names_added"
 
 
 def record(
     connection: Connection, submissions: Iterable[tuple[int, int, Sequence[Sequence[Any]]]]
 ) -> None:
     """Add the names these just-stored submissions (id, form id, fields) bring to their
-    forms' lists, in this transaction; names a form has already are left as they are.
-
-    On PostgreSQL a statement trigger on submissions does this (migration 0006) within the
-    INSERT itself: a statement of our own cost each group commit a round trip, 0.2-0.9 ms of
-    its 3.5 (measured). On SQLite a trigger would parse every row's JSON again; here one
-    small statement a batch costs 50 us."""
-    if connection.dialect.name == "postgresql":
-        return
+    forms' lists, in this transaction; names a form has already are left as they are."""
     first: dict[tuple[int, str], int] = {}
     for submission_id, form_id, fields in submissions:
         base = submission_id * FIELD_SLOTS
@@ -51,8 +60,47 @@ def record(
                 first[key] = base + index
     if not first:
         return
-    rows = [{"form_id": f, "name": n, "position": p} for (f, n), p in first.items()]
-    connection.execute(_SQLITE_INSERT, rows)
+    if connection.dialect.name != "postgresql":
+        rows = [{"form_id": f, "name": n, "position": p} for (f, n), p in first.items()]
+        connection.execute(_SQLITE_INSERT, rows)
+        return
+    missing = [key for key in first if key not in _committed]
+    if not missing:
+        return
+    added: set[tuple[int, str]] = connection.info.setdefault(_ADDED, set())
+    # Which of them other transactions committed already: what this one added is not.
+    stored = connection.execute(
+        select(FormField.form_id, FormField.name).where(
+            tuple_(FormField.form_id, FormField.name).in_(missing)
+        )
+    )
+    if len(_committed) > _REMEMBERED_AT_MOST:
+        _committed.clear()
+    _committed.update((f, n) for f, n in stored if (f, n) not in added)
+    new = sorted(key for key in missing if key not in _committed and key not in added)
+    if new:
+        connection.execute(
+            _POSTGRESQL_INSERT,
+            {
+                "form_ids": [form_id for form_id, _ in new],
+                "names": [name for _, name in new],
+                "positions": [first[key] for key in new],
+            },
+        )
+        added.update(new)
+
+
+def forget() -> None:
+    """Forget the pairs seen committed: for a database emptied under a running process
+    (the tests', whose ids then start again)."""
+    _committed.clear()
+
+
+@event.listens_for(Engine, "commit")
+@event.listens_for(Engine, "rollback")
+def _transaction_ended(connection: Connection) -> None:
+    # Committed or not, the next transaction on this connection sees them as any other's.
+    connection.info.pop(_ADDED, None)
 
 
 def listed(form_ids: Select[Any] | Sequence[int] | None) -> Select[Any]:

@@ -35,26 +35,6 @@ BACKFILL = {
 }
 
 
-# PostgreSQL keeps the list by a statement trigger over the inserted rows (one aggregated
-# statement a batch, no round trip of its own); SQLite from Python (field_names.record),
-# where a row trigger would parse each row's JSON again.
-PG_TRIGGER = [
-    f"""CREATE FUNCTION form_fields_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        INSERT INTO form_fields (form_id, name, position)
-        SELECT added.form_id, f.value ->> 0, min(added.id::bigint * {FIELD_SLOTS} + f.ordinality - 1)
-        FROM added, jsonb_array_elements(added.fields) WITH ORDINALITY AS f
-        WHERE f.value ->> 0 IS NOT NULL
-        GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT DO NOTHING;
-        RETURN NULL;
-    END $$""",
-    """CREATE TRIGGER form_fields_insert AFTER INSERT ON submissions
-    REFERENCING NEW TABLE AS added FOR EACH STATEMENT
-    EXECUTE FUNCTION form_fields_insert()""",
-]
-
-
 def upgrade() -> None:
     op.create_table(
         "form_fields",
@@ -71,13 +51,7 @@ def upgrade() -> None:
         # (SQLite's write lock, taken by the INSERT, does the same.)
         op.execute("LOCK TABLE submissions IN SHARE ROW EXCLUSIVE MODE")
     op.execute(BACKFILL[dialect])
-    if dialect == "postgresql":
-        for statement in PG_TRIGGER:
-            op.execute(statement)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP TRIGGER IF EXISTS form_fields_insert ON submissions")
-        op.execute("DROP FUNCTION IF EXISTS form_fields_insert()")
     op.drop_table("form_fields")
