@@ -12,10 +12,9 @@ A name stays when the submissions that carried it are deleted: the column is the
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, Table, event, select, text, tuple_
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Connection, Engine, Select, event, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from ..models import FormField
@@ -24,8 +23,8 @@ from ..models import FormField
 # fields a submission may carry (settings.max_fields) are far fewer.
 FIELD_SLOTS = 10_000
 
-_TABLE = cast(Table, FormField.__table__)
-_SQLITE_INSERT = sqlite.insert(_TABLE).on_conflict_do_nothing()
+# As the driver's own statement: SQLAlchemy's executemany cost three times as much (50 us).
+_SQLITE_INSERT = "INSERT OR IGNORE INTO form_fields (form_id, name, position) VALUES (?, ?, ?)"
 # One statement with the rows as three arrays, in key order: two transactions adding the
 # same new names take their locks in the same order, so they cannot deadlock.
 _POSTGRESQL_INSERT = text(
@@ -39,7 +38,7 @@ _POSTGRESQL_INSERT = text(
 # (until its form is deleted, when no submission names that form again). So a group commit
 # whose names are all known sends nothing: a statement of its own cost each batch a round
 # trip, 0.2-0.9 ms of a 3.5 ms commit (measured). SQLite may give a deleted form's id to the
-# next one, so it keeps no such memory; its statement costs 50 us in-process.
+# next one, so it keeps no such memory; its statement costs it about 15 us, in-process.
 _committed: set[tuple[int, str]] = set()
 _REMEMBERED_AT_MOST = 100_000
 # The pairs a connection's open transaction added (connection.info): not committed yet.
@@ -61,8 +60,7 @@ def record(
     if not first:
         return
     if connection.dialect.name != "postgresql":
-        rows = [{"form_id": f, "name": n, "position": p} for (f, n), p in first.items()]
-        connection.execute(_SQLITE_INSERT, rows)
+        connection.exec_driver_sql(_SQLITE_INSERT, [(f, n, p) for (f, n), p in first.items()])
         return
     missing = [key for key in first if key not in _committed]
     if not missing:
