@@ -69,13 +69,15 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_attachments_submission_id", table_name="attachments")
     op.drop_table("attachments")
-    with op.batch_alter_table("forms") as batch:
-        for column in (
-            "retention_days",
-            "allowed_types",
-            "max_files",
-            "max_total_mb",
-            "max_file_mb",
-            "files_enabled",
-        ):
-            batch.drop_column(column)
+    # In place (SQLite has dropped columns since 3.35): a batch would copy `forms` and drop
+    # the old table, and with foreign keys on that deletes every submission (ON DELETE
+    # CASCADE), as 0010's test found.
+    for column in (
+        "retention_days",
+        "allowed_types",
+        "max_files",
+        "max_total_mb",
+        "max_file_mb",
+        "files_enabled",
+    ):
+        op.execute(f"ALTER TABLE forms DROP COLUMN {column}")
