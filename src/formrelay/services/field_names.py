@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, event, select, text, tuple_
+from sqlalchemy import Connection, Select, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from ..models import FormField
@@ -41,7 +41,10 @@ _POSTGRESQL_INSERT = text(
 # next one, so it keeps no such memory; its statement costs it about 15 us, in-process.
 _committed: set[tuple[int, str]] = set()
 _REMEMBERED_AT_MOST = 100_000
-# The pairs a connection's open transaction added (connection.info): not committed yet.
+# The pairs a connection's open transaction added, not committed yet: (that transaction,
+# the pairs) in connection.info, true only while it is the connection's transaction. (No
+# commit or rollback listener: one that touched a connection lost under it reconnected
+# it in the middle of the worker's error handling.)
 _ADDED = "formrelay_field_names_added"
 
 
@@ -65,7 +68,12 @@ def record(
     missing = [key for key in first if key not in _committed]
     if not missing:
         return
-    added: set[tuple[int, str]] = connection.info.setdefault(_ADDED, set())
+    transaction = connection.get_transaction()
+    held = connection.info.get(_ADDED)
+    if held is None or held[0] is not transaction:
+        held = (transaction, set())
+        connection.info[_ADDED] = held
+    added: set[tuple[int, str]] = held[1]
     # Which of them other transactions committed already: what this one added is not.
     stored = connection.execute(
         select(FormField.form_id, FormField.name).where(
@@ -92,13 +100,6 @@ def forget() -> None:
     """Forget the pairs seen committed: for a database emptied under a running process
     (the tests', whose ids then start again)."""
     _committed.clear()
-
-
-@event.listens_for(Engine, "commit")
-@event.listens_for(Engine, "rollback")
-def _transaction_ended(connection: Connection) -> None:
-    # Committed or not, the next transaction on this connection sees them as any other's.
-    connection.info.pop(_ADDED, None)
 
 
 def listed(form_ids: Select[Any] | Sequence[int] | None) -> Select[Any]:
