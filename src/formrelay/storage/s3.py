@@ -17,6 +17,7 @@ from . import Served, StorageError, new_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
     from ..settings import Settings
 
@@ -34,7 +35,7 @@ class S3Writer:
         self.key = key
         self.buffer = bytearray()
         self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
+        self.parts: list[CompletedPartTypeDef] = []
 
     def write(self, data: bytes) -> None:
         self.buffer += data
@@ -56,7 +57,7 @@ class S3Writer:
                     Bucket=bucket,
                     Key=self.key,
                     UploadId=self.upload_id,
-                    MultipartUpload={"Parts": self.parts},  # type: ignore[typeddict-item]
+                    MultipartUpload={"Parts": self.parts},
                 )
         except (BotoCoreError, ClientError) as exc:
             self.abort()
