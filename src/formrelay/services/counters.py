@@ -12,12 +12,26 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
+from redis.commands.core import Script
 
 log = logging.getLogger("formrelay.counters")
 
 RETRY_SECONDS = 5.0  # while the storage is down, it is tried again this often
+# Every counter of one call in one round trip: KEYS are the counters, ARGV their expiries
+# in seconds and then the amount. A counter's expiry is set when the amount made it.
+_INCR_MANY = """
+local amount = tonumber(ARGV[#ARGV])
+local values = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('incrby', key, amount)
+  if value == amount then redis.call('expire', key, ARGV[i]) end
+  values[i] = value
+end
+return values
+"""
 
 
 class SharedCounters:
@@ -29,6 +43,7 @@ class SharedCounters:
         self._down_since: float | None = None
         self._last_try = 0.0
         self._lock = threading.Lock()
+        self._script: Script | None = None
 
     def _primary(self) -> Storage:
         if self._storage is None:
@@ -47,12 +62,18 @@ class SharedCounters:
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Add `amount` to the counter `key` (which expires `expiry` seconds after it is
         made) and return its value."""
-        key = f"{self.key_prefix}:{key}"
+        return self.incr_many([(key, expiry)], amount)[0]
+
+    def incr_many(self, counters: Sequence[tuple[str, int]], amount: int = 1) -> list[int]:
+        """Add `amount` to each counter (key, expiry) and return their values, in one
+        round trip to the storage however many they are."""
+        keys = [f"{self.key_prefix}:{key}" for key, _ in counters]
+        expiries = [expiry for _, expiry in counters]
         now = time.monotonic()
         if self._down_since is not None and now - self._last_try < RETRY_SECONDS:
-            return int(self._memory.incr(key, expiry, amount))
+            return self._in_memory(keys, expiries, amount)
         try:
-            value = int(self._primary().incr(key, expiry, amount))
+            values = self._in_primary(keys, expiries, amount)
         except Exception as exc:  # any storage error: redis' ConnectionError, TimeoutError...
             with self._lock:
                 self._last_try = now
@@ -64,7 +85,7 @@ class SharedCounters:
                         _masked(self.uri),
                         exc,
                     )
-            return int(self._memory.incr(key, expiry, amount))
+            return self._in_memory(keys, expiries, amount)
         if self._down_since is not None:
             with self._lock:
                 if self._down_since is not None:
@@ -74,7 +95,29 @@ class SharedCounters:
                         now - self._down_since,
                     )
                     self._down_since = None
-        return value
+        return values
+
+    def expires_at(self, key: str) -> float:
+        """When the counter `key` expires (time.time()'s clock); now when it does not exist."""
+        key = f"{self.key_prefix}:{key}"
+        if self._down_since is None:
+            with contextlib.suppress(Exception):  # down: incr notices it and says so
+                return float(self._primary().get_expiry(key))
+        return float(self._memory.get_expiry(key))
+
+    def _in_primary(self, keys: list[str], expiries: list[int], amount: int) -> list[int]:
+        storage = self._primary()
+        if not isinstance(storage, RedisStorage):
+            return [int(storage.incr(k, e, amount)) for k, e in zip(keys, expiries, strict=True)]
+        if self._script is None:
+            self._script = storage.get_connection().register_script(_INCR_MANY.encode())
+        values = self._script(
+            keys=[storage.prefixed_key(k) for k in keys], args=[*expiries, amount]
+        )
+        return [int(v) for v in values]
+
+    def _in_memory(self, keys: list[str], expiries: list[int], amount: int) -> list[int]:
+        return [int(self._memory.incr(k, e, amount)) for k, e in zip(keys, expiries, strict=True)]
 
     def clear(self, key: str) -> None:
         """Remove the counter `key` (wherever it is counted now)."""
