@@ -1,6 +1,6 @@
-"""Rate limits on POST /f/<key> (Flask-Limiter): per client address per form, over all
-forms, in memory or shared through Redis, and never a lost submission when Redis is away.
-The client address, behind FORMRELAY_TRUSTED_PROXIES hops of proxies."""
+"""Rate limits on POST /f/<key>: per client address per form, over all forms, in memory or
+shared through Redis in one round trip per submission, and never a lost submission when
+Redis is away. The client address, behind FORMRELAY_TRUSTED_PROXIES hops of proxies."""
 
 from __future__ import annotations
 
@@ -25,15 +25,6 @@ from ..servers import free_port, wait_until, without_settings
 from .shapes import BROWSER, assert_refused, post_json, stored
 
 LIMITED = "Too many submissions from your address: wait a little, then send again."
-
-
-@pytest.fixture(autouse=True)
-def limiter_storage_alive(monkeypatch):
-    """Flask-Limiter's one Limiter outlives each test's app: a storage a test stopped must
-    not leave the next test counting in the fallback (undone after the test, too)."""
-    from formrelay.extensions import limiter
-
-    monkeypatch.setattr(limiter, "_storage_dead", False)
 
 
 def accepted(response) -> bool:
@@ -206,14 +197,53 @@ def test_redis_stopped_mid_test_still_accepts_every_submission(
         answers = [post_json(client, form.key, {"message": f"after {n}"}) for n in range(4)]
         assert [r.status_code for r in answers] == [200, 200, 200, 429]
         assert len(stored()) == 5
-        # Once by Flask-Limiter, once by formrelay's counters (the ceilings), not per request.
+        # Once, not per request: the limits and the ceilings count in the same counters.
         outage = sorted(r.name for r in caplog.records if "unreachable" in r.getMessage())
-        assert outage == ["flask-limiter", "formrelay.counters"], [
+        assert outage == ["formrelay.counters"], [
             r.getMessage() for r in caplog.records
         ]
         # And the notifications were all queued, counted in this process meanwhile.
         assert db.session.scalar(select(func.count()).select_from(Delivery)) == 5
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "app_config",
+    [{"rate_limit_global": "1000/minute;10000/hour;100000/day", "notify_limit_per_form": 0}],
+    indirect=True,
+)
+def test_a_submission_is_counted_in_every_window_with_one_redis_command(app_config, own_redis):
+    """Five windows (the form's two, the address's three over all forms), one round trip:
+    Flask-Limiter would make one per window, and each costs the hot path."""
+    import redis
+
+    from formrelay import create_app
+
+    app = create_app({**app_config, "ratelimit_storage_uri": own_redis.url})
+    client = app.test_client()
+    server = redis.Redis(port=own_redis.port)
+    with app.app_context():
+        form = make_form(db.session, rate_limit="3/minute;500/day")
+        assert accepted(post_json(client, form.key, {"message": "0"}))  # loads the script
+        server.config_resetstat()
+        for n in range(1, 3):
+            assert accepted(post_json(client, form.key, {"message": str(n)}))
+        calls = {
+            name.removeprefix("cmdstat_"): stats["calls"]
+            for name, stats in server.info("commandstats").items()
+            if not name.startswith(("cmdstat_info", "cmdstat_config"))
+        }
+        # The script's own commands are counted too; what came over the network is one
+        # EVALSHA per submission.
+        sent = {name: n for name, n in calls.items() if name not in ("incrby", "expire")}
+        assert (sent, calls["incrby"]) == ({"evalsha": 2}, 10), calls
+        # Each window has its own count, and the form's first window refuses the fourth.
+        counts = sorted(int(server.get(k)) for k in server.keys("*public*"))
+        assert counts == [3, 3, 3, 3, 3]
+        r = post_json(client, form.key, {"message": "3"})
+        assert r.status_code == 429 and 0 < int(r.headers["Retry-After"]) <= 60
         db.session.remove()
         db.engine.dispose()
 

@@ -17,6 +17,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from ..extensions import db, limiter
 from ..ingest import StorageUnavailable
 from ..services.errors import DomainError, FieldError
+from ..services.rate_limits import RateLimited
 from ..services.urls import http_url
 from ..storage import StorageError
 from .negotiation import wants_json
@@ -138,7 +139,9 @@ def register(app: Flask) -> None:
     def domain_error(exc: DomainError) -> Response:
         _rollback()
         response = error_response(STATUS_BY_CODE.get(exc.code, 400), exc.message, exc.errors)
-        if response.status_code == 503:  # a provider away (CAPTCHA): nothing was stored
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        elif response.status_code == 503:  # a provider away (CAPTCHA): nothing was stored
             response.headers["Retry-After"] = "30"
         return response
 
@@ -155,13 +158,9 @@ def register(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response
 
-    @app.errorhandler(RateLimitExceeded)
+    @app.errorhandler(RateLimitExceeded)  # the dashboard's limits (Flask-Limiter)
     def rate_limited(exc: RateLimitExceeded) -> Response:
-        if request.blueprint == "public":
-            message = "Too many submissions from your address: wait a little, then send again."
-            response = error_response(429, message, [FieldError("RATE_LIMITED", message)])
-        else:
-            response = http_error(exc)
+        response = http_error(exc)
         response.headers["Retry-After"] = str(_retry_after())
         return response
 

@@ -25,8 +25,8 @@ bp = Blueprint("public", __name__)
 # sorted, as the 405s do; flask-cors adds a preflight's answer to that view's response.
 @bp.post("/f/<key>", provide_automatic_options=False)
 @bp.post("/p/<project>/f/<key>", provide_automatic_options=False)  # with a project id
-@screening.limited
 def submit(key: str, project: str | None = None) -> Response:
+    screening.count_submission(key)  # before the body is read: a flood costs little
     config = get_settings()
     received: ReceivedFiles | None = None
     try:

@@ -1,7 +1,7 @@
 """The public endpoint's spam and abuse checks, between the parsed body and group commit.
 
-web/public.py calls `prepare(key, fields, meta)` where it used to call prepare_submission,
-and its view carries the rate limits below. The rules themselves live in services/spam.py,
+web/public.py calls `count_submission(key)` first, then `prepare(key, fields, meta)` where
+it used to call prepare_submission. The rules themselves live in services/spam.py,
 services/captcha.py and services/akismet.py; this module reads the request for them.
 """
 
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
 
 from flask import Flask, current_app, request
 
-from ..extensions import db, limiter
+from ..extensions import db
 from ..ingest import group_commit
-from ..services import akismet, spam
+from ..services import akismet, rate_limits, spam
 from ..services.captcha import (
     USED_TOKEN_SECONDS,
     CaptchaCheck,
@@ -28,7 +26,6 @@ from ..services.errors import SubmissionRejected
 from ..services.submissions import PAGE_LOAD, PreparedSubmission, SubmissionMeta, prepare_submission
 from ..settings import Settings, get_settings
 
-View = TypeVar("View", bound=Callable[..., Any])
 _POLICIES = "formrelay.policies"
 _COUNTERS = "formrelay.counters"
 VERIFY_URLS = {
@@ -69,37 +66,26 @@ def policy_for(key: str) -> spam.FormPolicy | None:
     return cache.get(key)
 
 
-# -- rate limits (Flask-Limiter calls these with no arguments, inside the request) ------------
+# -- rate limits ---------------------------------------------------------------------------------
 def client_address() -> str:
     # The socket's address, or ProxyFix's when FORMRELAY_TRUSTED_PROXIES says to believe it.
     return request.remote_addr or "unknown"
 
 
-def _form_key() -> str:
-    return str((request.view_args or {}).get("key", ""))
-
-
-def form_rate_limit() -> str:
-    policy = policy_for(_form_key())
-    return (policy and policy.rate_limit) or get_settings().rate_limit
-
-
-def global_rate_limit() -> str:
-    return get_settings().rate_limit_global
-
-
-def form_client_key() -> str:
-    return f"{_form_key()}|{client_address()}"
-
-
-def limited(view: View) -> View:
-    """The public endpoint's limits: per client address per form, and per client address
-    over all forms. 429 RATE_LIMITED with Retry-After (web/errors.py)."""
-    wrapped = limiter.shared_limit(
-        global_rate_limit, scope="public-all-forms", key_func=client_address, methods=["POST"]
-    )(view)
-    wrapped = limiter.limit(form_rate_limit, key_func=form_client_key, methods=["POST"])(wrapped)
-    return cast(View, wrapped)
+def count_submission(key: str) -> None:
+    """Count this submission against its form's limit per client address and the
+    address's limit over all forms, in one round trip (services/rate_limits.py). Raises
+    RateLimited: 429 RATE_LIMITED with Retry-After (web/errors.py)."""
+    policy = policy_for(key)
+    config = get_settings()
+    rate_limits.count(
+        counters(),
+        client_address(),
+        [
+            (f"form:{key}", (policy and policy.rate_limit) or config.rate_limit),
+            ("all-forms", config.rate_limit_global),
+        ],
+    )
 
 
 # -- the checks -----------------------------------------------------------------------------------
