@@ -23,6 +23,12 @@ from .settings import Settings
 DATABASE_AWAY = (OperationalError, InterfaceError, PoolTimeoutError)
 
 
+def database_away(exc: BaseException, dbapi: Any) -> bool:
+    """Whether `exc`, from SQLAlchemy or from the driver module `dbapi` itself, is a
+    failure of the database rather than a statement it refused."""
+    return isinstance(exc, (*DATABASE_AWAY, dbapi.OperationalError, dbapi.InterfaceError))
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     """Bind Flask-SQLAlchemy's `db` to the app's database."""
     app.config.update(
@@ -124,9 +130,13 @@ _writer_locks_guard = threading.Lock()
 
 
 def _writer_lock(session: Session) -> WriterLock | None:
-    bind = session.get_bind()
-    database = bind.engine.url.database
-    if bind.dialect.name != "sqlite" or not database or database == ":memory:":
+    return writer_lock(session.get_bind().engine)
+
+
+def writer_lock(engine: Engine) -> WriterLock | None:
+    """The machine-wide queue of this SQLite database's writers; None on other databases."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
     path = os.path.abspath(database) + ".writer-lock"
     with _writer_locks_guard:

@@ -14,13 +14,16 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Flask, current_app
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import PoolProxiedConnection
 
-from .db import DATABASE_AWAY, begin_write, locks_whole_database
+from .db import database_away, writer_lock
 from .extensions import db
+from .services import field_names
 from .services.counters import SharedCounters
 from .services.outbox import (
     NotificationCeilings,
@@ -28,6 +31,7 @@ from .services.outbox import (
     load_targets,
     store_submissions,
 )
+from .services.outbox_sql import DriverWriter
 from .services.submissions import PreparedSubmission
 from .settings import get_settings
 
@@ -46,7 +50,7 @@ def init_app(app: Flask) -> None:
             settings.notify_limit_global,
         )
         app.extensions[_EXTENSION] = GroupCommit(
-            sessionmaker(bind=db.engine), search_index=settings.search_index, ceilings=ceilings
+            db.engine, search_index=settings.search_index, ceilings=ceilings
         )
 
 
@@ -83,16 +87,21 @@ class GroupCommit:
 
     # A request never waits for ever, even should the committer be stuck on the database.
     WAIT_SECONDS = 60.0
+    # An idle committer gives its connection back to the pool after this long.
+    IDLE_SECONDS = 2.0
 
     def __init__(
         self,
-        session_factory: Callable[[], Session],
+        engine: Engine,
         *,
         max_batch: int = 256,
         search_index: bool = True,
         ceilings: NotificationCeilings | None = None,
     ) -> None:
-        self.session_factory = session_factory
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.dbapi: Any = engine.dialect.dbapi  # the driver's module: its errors
+        self.writer_lock = writer_lock(engine)
         self.ceilings = ceilings
         self.search_index = search_index
         self.max_batch = max_batch
@@ -101,6 +110,9 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._listeners: list[Callable[[], None]] = []
+        # The committer's own connection, kept while there is work (statements prepared
+        # once), closed after IDLE_SECONDS without, and when the database went away under it.
+        self._connection: PoolProxiedConnection | None = None
 
     def after_commit(self, listener: Callable[[], None]) -> None:
         """Call `listener` (in the committer thread) after each batch that stored something:
@@ -138,7 +150,9 @@ class GroupCommit:
         while True:
             with self._ready:
                 while not self._queue:
-                    self._ready.wait()
+                    idle = self.IDLE_SECONDS if self._connection is not None else None
+                    if not self._ready.wait(idle):
+                        self._release()
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
             self._commit(batch)
@@ -154,29 +168,12 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Item]) -> None:
         try:
-            with self.session_factory() as session:
-                keys = {i.key for i in batch}
-                if locks_whole_database(session):
-                    # SQLite: every statement under the write lock delays all writers, so the
-                    # forms are read before it is taken.
-                    targets = load_targets(session, keys)
-                    session.commit()
-                    begin_write(session)
-                else:  # one transaction, one connection: fewer round trips
-                    begin_write(session)
-                    targets = load_targets(session, keys)
-                results = store_submissions(
-                    session,
-                    [(i.key, i.prepared) for i in batch],
-                    targets,
-                    search_index=self.search_index,
-                    ceilings=self.ceilings,
-                )
-                session.commit()
+            results = self._store(batch)
             for item, result in zip(batch, results, strict=True):
                 item.result = result
         except Exception as exc:
-            if len(batch) > 1 and not isinstance(exc, DATABASE_AWAY):
+            away = database_away(exc, self.dbapi)
+            if len(batch) > 1 and not away:
                 # The database (or its driver, binding a value) refused one submission's
                 # data, most likely: that one must not take down the others that arrived
                 # with it. (A failure of the database itself, one by one, would only fail
@@ -185,7 +182,7 @@ class GroupCommit:
                 for item in batch:
                     self._commit([item])
                 return
-            if isinstance(exc, SQLAlchemyError):
+            if away or isinstance(exc, SQLAlchemyError | self.dbapi.Error):
                 log.error("storing %d submissions failed: %s", len(batch), exc)
                 for item in batch:
                     item.result = StorageUnavailable(str(exc))
@@ -198,3 +195,70 @@ class GroupCommit:
         finally:
             for item in batch:
                 item.done.set()
+
+    def _store(self, batch: list[_Item]) -> list[StoredSubmission | Exception]:
+        """One transaction on the committer's connection: the batch's forms, then the
+        submissions and their deliveries, committed."""
+        if self._connection is None:
+            # Outside the pool: the committer alone uses it, and closes it when it is done.
+            self._connection = self.engine.raw_connection()
+            self._connection.detach()
+        connection: Any = self._connection.dbapi_connection
+        writer = DriverWriter(connection, self.engine.dialect.name)
+        keys = {i.key for i in batch}
+        locked = False
+        try:
+            # SQLite: every statement under the write lock delays all writers, so the forms
+            # are read before it is taken (the driver autocommits a lone read); PostgreSQL:
+            # in the transaction, one round trip fewer.
+            targets = load_targets(writer, keys)
+            if self.sqlite:
+                if self.writer_lock is not None:
+                    self.writer_lock.acquire()
+                    locked = True
+                connection.execute("BEGIN IMMEDIATE")
+            results: list[StoredSubmission | Exception] = list(
+                store_submissions(
+                    writer,
+                    [(i.key, i.prepared) for i in batch],
+                    targets,
+                    search_index=self.search_index,
+                    ceilings=self.ceilings,
+                )
+            )
+            if self.sqlite:
+                connection.execute("COMMIT")
+            else:
+                connection.commit()
+        except BaseException as exc:
+            self._abandon(exc)
+            raise
+        finally:
+            if locked:
+                assert self.writer_lock is not None
+                self.writer_lock.release()
+        field_names.remember(writer.new_field_names)
+        return results
+
+    def _release(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()  # detached: the driver's connection closes
+            except Exception:
+                log.warning("closing the committer's connection failed", exc_info=True)
+            self._connection = None
+
+    def _abandon(self, exc: BaseException) -> None:
+        """Roll the failed transaction back; a connection the database went away under (or
+        that cannot roll back) is dropped, and the next batch takes a new one."""
+        assert self._connection is not None
+        try:
+            if database_away(exc, self.dbapi):
+                raise exc
+            connection: Any = self._connection.dbapi_connection
+            if not self.sqlite:
+                connection.rollback()
+            elif connection.in_transaction:
+                connection.execute("ROLLBACK")
+        except BaseException:
+            self._release()

@@ -7,7 +7,6 @@ import time
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
 
 from formrelay import ingest
 from formrelay.extensions import db
@@ -27,23 +26,16 @@ def test_a_submission_the_database_refuses_does_not_fail_those_committed_with_it
     batches: list[int] = []
     real_store = ingest.store_submissions
 
-    def store(session, batch, targets=None, **options):
+    first_commit = threading.Event()
+
+    def store(writer, batch, targets=None, **options):
         batches.append(len(batch))
-        return real_store(session, batch, targets, **options)
+        if len(batches) == 1:  # the first commit waits while the others queue behind it
+            first_commit.wait(10)
+        return real_store(writer, batch, targets, **options)
 
     monkeypatch.setattr(ingest, "store_submissions", store)
-    first_commit = threading.Event()
-    sessions = sessionmaker(bind=db.engine)
-    opened = 0
-
-    def session_factory():
-        nonlocal opened
-        opened += 1
-        if opened == 1:  # the first commit waits while the others queue behind it
-            first_commit.wait(10)
-        return sessions()
-
-    group = GroupCommit(session_factory)
+    group = GroupCommit(db.engine)
     meta = SubmissionMeta(remote_addr="127.0.0.1")
     prepared = {
         "first": PreparedSubmission([("message", "first")], meta),

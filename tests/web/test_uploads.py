@@ -316,16 +316,15 @@ def test_a_honeypot_submission_keeps_no_file(storage: Stored, client):
 
 
 def test_a_failed_commit_removes_the_files(storage: Stored, client, app, monkeypatch):
-    from sqlalchemy.exc import OperationalError
-
-    from formrelay.services import outbox
+    from formrelay.services.outbox_sql import DriverWriter
 
     form = make_files_form()
+    away = db.engine.dialect.dbapi.OperationalError  # the driver's: the committer's thread
 
     def fail(*args, **kwargs):
-        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+        raise away("disk I/O error")
 
-    monkeypatch.setattr(outbox.search, "insert_submissions", fail)
+    monkeypatch.setattr(DriverWriter, "insert_submissions", fail)
     r = post(client, form, [("cv", ("cv.pdf", PDF, "application/pdf"))])
     assert r.status_code == 503
     assert storage.objects() == [] and submissions() == 0

@@ -24,13 +24,23 @@ from ..models import FormField
 FIELD_SLOTS = 10_000
 
 # As the driver's own statement: SQLAlchemy's executemany cost three times as much (50 us).
-_SQLITE_INSERT = "INSERT OR IGNORE INTO form_fields (form_id, name, position) VALUES (?, ?, ?)"
+SQLITE_INSERT = "INSERT OR IGNORE INTO form_fields (form_id, name, position) VALUES (?, ?, ?)"
 # One statement with the rows as three arrays, in key order: two transactions adding the
 # same new names take their locks in the same order, so they cannot deadlock.
 _POSTGRESQL_INSERT = text(
     "INSERT INTO form_fields (form_id, name, position)"
     " SELECT * FROM unnest(CAST(:form_ids AS integer[]), CAST(:names AS text[]),"
     " CAST(:positions AS bigint[])) ON CONFLICT DO NOTHING"
+)
+
+# The same two in psycopg's notation, for group commit's own connection (outbox_sql).
+DRIVER_INSERT = (
+    "INSERT INTO form_fields (form_id, name, position)"
+    " SELECT * FROM unnest(%s::integer[], %s::text[], %s::bigint[]) ON CONFLICT DO NOTHING"
+)
+DRIVER_STORED = (
+    "SELECT form_id, name FROM form_fields"
+    " JOIN unnest(%s::integer[], %s::text[]) AS m(f, n) ON form_id = m.f AND name = m.n"
 )
 
 # PostgreSQL: the (form id, name) pairs this process has seen committed. A form's names
@@ -53,17 +63,11 @@ def record(
 ) -> None:
     """Add the names these just-stored submissions (id, form id, fields) bring to their
     forms' lists, in this transaction; names a form has already are left as they are."""
-    first: dict[tuple[int, str], int] = {}
-    for submission_id, form_id, fields in submissions:
-        base = submission_id * FIELD_SLOTS
-        for index, pair in enumerate(fields):
-            key = (form_id, str(pair[0]))
-            if key not in first:
-                first[key] = base + index
+    first = first_positions(submissions)
     if not first:
         return
     if connection.dialect.name != "postgresql":
-        connection.exec_driver_sql(_SQLITE_INSERT, [(f, n, p) for (f, n), p in first.items()])
+        connection.exec_driver_sql(SQLITE_INSERT, [(f, n, p) for (f, n), p in first.items()])
         return
     missing = [key for key in first if key not in _committed]
     if not missing:
@@ -94,6 +98,32 @@ def record(
             },
         )
         added.update(new)
+
+
+def first_positions(
+    submissions: Iterable[tuple[int, int, Sequence[Sequence[Any]]]],
+) -> dict[tuple[int, str], int]:
+    """Each (form id, name) these submissions carry, with its position where it first came."""
+    first: dict[tuple[int, str], int] = {}
+    for submission_id, form_id, fields in submissions:
+        base = submission_id * FIELD_SLOTS
+        for index, pair in enumerate(fields):
+            key = (form_id, str(pair[0]))
+            if key not in first:
+                first[key] = base + index
+    return first
+
+
+def known(pair: tuple[int, str]) -> bool:
+    """Whether this process has seen the pair committed (PostgreSQL)."""
+    return pair in _committed
+
+
+def remember(pairs: Iterable[tuple[int, str]]) -> None:
+    """Pairs seen committed: by another transaction, or by the caller's once it committed."""
+    if len(_committed) > _REMEMBERED_AT_MOST:
+        _committed.clear()
+    _committed.update(pairs)
 
 
 def forget() -> None:

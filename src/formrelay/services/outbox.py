@@ -1,7 +1,8 @@
 """Storing submissions with their deliveries (the outbox), in the caller's transaction.
 
-Group commit (formrelay.ingest) passes every submission that arrived together; Core inserts
-of the whole batch keep the request path lean. Nothing here commits.
+Group commit (formrelay.ingest) passes every submission that arrived together, with the
+writer of its connection (services/outbox_sql.py: the driver's own statements keep the
+request path lean). Nothing here commits.
 """
 
 from __future__ import annotations
@@ -10,53 +11,16 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, cast
+from typing import Protocol
 
-from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from ..models import (
-    Attachment,
-    Delivery,
-    DeliveryStatus,
-    Form,
-    Recipient,
-    Submission,
-    User,
-    utcnow,
-)
-from . import search
+from ..models import Delivery, DeliveryStatus, Submission, utcnow
 from .attachments import attachment_rows
 from .errors import DomainError, FormDisabled, FormNotFound
+from .outbox_sql import DriverWriter
 from .submissions import PreparedSubmission
 
-# Core tables: the batch insert skips the ORM's unit of work on the request path.
-_DELIVERIES = cast(Table, Delivery.__table__)
-_FORMS, _RECIPIENTS = cast(Table, Form.__table__), cast(Table, Recipient.__table__)
-_USERS = cast(Table, User.__table__)
-# Built once: these run in every group commit, and building a statement costs more than
-# running it.
-# Each form with its verified recipients, in the order they were added: one row per
-# recipient, or one with a NULL email for a form that has none.
-_TARGETS = (
-    select(
-        _FORMS.c.id,
-        _FORMS.c.key,
-        _FORMS.c.enabled,
-        _FORMS.c.redirect_url,
-        _FORMS.c.store_only,
-        _FORMS.c.name,
-        _FORMS.c.notify_limit,
-        _USERS.c.email.label("owner_email"),
-        _RECIPIENTS.c.email,
-    )
-    .join(_USERS, _USERS.c.id == _FORMS.c.owner_id)
-    .outerjoin(_RECIPIENTS, and_(_RECIPIENTS.c.form_id == _FORMS.c.id, _RECIPIENTS.c.verified))
-    .where(_FORMS.c.key.in_(bindparam("keys", expanding=True)))
-    .order_by(_FORMS.c.id, _RECIPIENTS.c.id)
-)
-_INSERT_DELIVERIES = insert(_DELIVERIES)
-_INSERT_ATTACHMENTS = insert(cast(Table, Attachment.__table__))
 EMAIL = "email"  # the channel of notifications
 
 
@@ -131,40 +95,38 @@ class NotificationCeilings:
 HOUR = 3600
 
 
-def load_targets(session: Session, keys: Iterable[str]) -> dict[str, FormTarget]:
+def load_targets(writer: DriverWriter, keys: Iterable[str]) -> dict[str, FormTarget]:
     """The forms with these keys (those that exist), with their verified recipients."""
-    # Core statements on the session's connection: the ORM's execute path costs more than
-    # the statements themselves, which run in every group commit.
-    connection = session.connection()
-    rows = connection.execute(_TARGETS, {"keys": list(set(keys))}).all()
+    rows = writer.form_rows(set(keys))
     recipients: dict[str, list[str]] = {}
     for row in rows:
-        emails = recipients.setdefault(row.key, [])
-        if row.email is not None:
-            emails.append(row.email)
-    return {
-        row.key: FormTarget(
-            row.id,
-            row.enabled,
-            row.redirect_url,
-            () if row.store_only else tuple(recipients[row.key]),
-            row.name,
-            row.owner_email,
-            row.notify_limit,
+        emails = recipients.setdefault(row[1], [])
+        if row[8] is not None:
+            emails.append(row[8])
+    targets: dict[str, FormTarget] = {}
+    for form_id, key, enabled, redirect_url, store_only, name, notify_limit, owner, _ in rows:
+        targets[key] = FormTarget(
+            form_id,
+            bool(enabled),
+            redirect_url,
+            () if store_only else tuple(recipients[key]),
+            name,
+            owner,
+            notify_limit,
         )
-        for row in rows
-    }
+    return targets
 
 
 def store_submissions(
-    session: Session,
+    writer: DriverWriter,
     batch: Sequence[tuple[str, PreparedSubmission]],
     targets: Mapping[str, FormTarget] | None = None,
     *,
     search_index: bool = True,
     ceilings: NotificationCeilings | None = None,
 ) -> list[StoredSubmission | DomainError]:
-    """Store prepared submissions for the forms with these keys (not committed).
+    """Store prepared submissions for the forms with these keys (not committed), on the
+    writer's connection, in its open transaction.
 
     Each gets one pending delivery per verified recipient of its form (none when it is
     spam), in the session's transaction; the first carries the Cc addresses that are not
@@ -175,7 +137,7 @@ def store_submissions(
     their entries in the same transaction: within the INSERT on PostgreSQL, one more
     executemany on SQLite.
     """
-    forms = targets if targets is not None else load_targets(session, (k for k, _ in batch))
+    forms = targets if targets is not None else load_targets(writer, (k for k, _ in batch))
     results: list[StoredSubmission | DomainError] = []
     # (index in results, item, its form, where the submitter goes next)
     accepted: list[tuple[int, PreparedSubmission, FormTarget, str | None]] = []
@@ -191,11 +153,8 @@ def store_submissions(
     if not accepted:
         return results
 
-    connection = session.connection()
-    ids = search.insert_submissions(
-        connection,
-        [_submission_row(form.id, item) for _, item, form, _ in accepted],
-        index=search_index,
+    ids = writer.insert_submissions(
+        [_submission_row(form.id, item) for _, item, form, _ in accepted], index=search_index
     )
     deliveries: list[dict[str, object]] = []
     notices: list[dict[str, object]] = []  # to owners whose forms are over a ceiling
@@ -238,12 +197,8 @@ def store_submissions(
                 if ceilings.first_notice(form, hour):
                     notices.append(_over_the_limit_notice(form, held, hour))
             deliveries.extend(rows)
-    if deliveries:
-        connection.execute(_INSERT_DELIVERIES, deliveries)
-    if notices:
-        connection.execute(_INSERT_DELIVERIES, notices)
-    if files:
-        connection.execute(_INSERT_ATTACHMENTS, files)
+    writer.insert_deliveries(deliveries + notices)
+    writer.insert_attachments(files)
     return results
 
 
