@@ -914,6 +914,10 @@ def main() -> None:
             sys.exit(f"{tool} is missing: run scripts/ensure-bench-deps (make bench does)")
     seconds = 4 if args.quick else 10
     parts = set(args.only.split(","))
+    known = {"servers", "ingest", "delivery", "memory", "uploads", "dashboard"}
+    if parts - known:  # "spam" among them: its rounds are ingest's all-checks run now
+        unknown, names = ", ".join(sorted(parts - known)), ", ".join(sorted(known))
+        sys.exit(f"--only: unknown part(s) {unknown}; known: {names}")
     report: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {os.cpu_count()} cores {platform.python_version()}",
