@@ -199,9 +199,7 @@ def test_redis_stopped_mid_test_still_accepts_every_submission(
         assert len(stored()) == 5
         # Once, not per request: the limits and the ceilings count in the same counters.
         outage = sorted(r.name for r in caplog.records if "unreachable" in r.getMessage())
-        assert outage == ["formrelay.counters"], [
-            r.getMessage() for r in caplog.records
-        ]
+        assert outage == ["formrelay.counters"], [r.getMessage() for r in caplog.records]
         # And the notifications were all queued, counted in this process meanwhile.
         assert db.session.scalar(select(func.count()).select_from(Delivery)) == 5
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
