@@ -26,6 +26,7 @@ from werkzeug.test import TestResponse
 
 from formrelay import create_app
 from formrelay.extensions import db
+from formrelay.ingest import group_commit
 from formrelay.services import field_names
 from formrelay.settings import normalize_database_url
 from formrelay.web.templating import VIEWER_ZONE
@@ -234,6 +235,7 @@ def app(app_config: dict[str, object]) -> Iterator[Flask]:
     app.test_client_class = FreshReadsClient
     with app.app_context():
         yield app
+        group_commit(app).close()
         db.session.remove()
         db.engine.dispose()
 

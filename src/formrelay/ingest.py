@@ -25,10 +25,11 @@ from .db import database_away, writer_lock
 from .extensions import db
 from .services import field_names
 from .services.counters import SharedCounters
+from .services.errors import FormDisabled, FormNotFound
 from .services.outbox import (
     NotificationCeilings,
     StoredSubmission,
-    load_targets,
+    TargetCache,
     store_submissions,
 )
 from .services.outbox_sql import DriverWriter
@@ -113,6 +114,8 @@ class GroupCommit:
         # The committer's own connection, kept while there is work (statements prepared
         # once), closed after IDLE_SECONDS without, and when the database went away under it.
         self._connection: PoolProxiedConnection | None = None
+        self._targets = TargetCache()
+        self._using = threading.Lock()  # the connection: by the committer, or by close()
 
     def after_commit(self, listener: Callable[[], None]) -> None:
         """Call `listener` (in the committer thread) after each batch that stored something:
@@ -152,7 +155,8 @@ class GroupCommit:
                 while not self._queue:
                     idle = self.IDLE_SECONDS if self._connection is not None else None
                     if not self._ready.wait(idle):
-                        self._release()
+                        with self._using:
+                            self._release()
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
             self._commit(batch)
@@ -166,9 +170,16 @@ class GroupCommit:
             except Exception:
                 log.exception("an after-commit listener failed")
 
+    def close(self) -> None:
+        """Close the committer's connection now (the next batch opens another): for an
+        app going away, whose idle committer would otherwise keep it a while."""
+        with self._using:
+            self._release()
+
     def _commit(self, batch: list[_Item]) -> None:
         try:
-            results = self._store(batch)
+            with self._using:
+                results = self._store(batch)
             for item, result in zip(batch, results, strict=True):
                 item.result = result
         except Exception as exc:
@@ -208,10 +219,10 @@ class GroupCommit:
         keys = {i.key for i in batch}
         locked = False
         try:
-            # SQLite: every statement under the write lock delays all writers, so the forms
-            # are read before it is taken (the driver autocommits a lone read); PostgreSQL:
-            # in the transaction, one round trip fewer.
-            targets = load_targets(writer, keys)
+            # Mostly from the cache. What is read is read before SQLite's write lock is
+            # taken (every statement under it delays all writers; the driver autocommits a
+            # lone read); on PostgreSQL in the transaction, one round trip fewer.
+            targets = self._targets.targets(writer, keys)
             if self.sqlite:
                 if self.writer_lock is not None:
                     self.writer_lock.acquire()
@@ -238,6 +249,12 @@ class GroupCommit:
                 assert self.writer_lock is not None
                 self.writer_lock.release()
         field_names.remember(writer.new_field_names)
+        # A form found disabled or gone by the INSERT: read it again next time.
+        self._targets.forget(
+            i.key
+            for i, r in zip(batch, results, strict=True)
+            if isinstance(r, FormNotFound | FormDisabled)
+        )
         return results
 
     def _release(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -69,14 +70,37 @@ _FORMS = (
 )
 
 
-def _insert(table: str, columns: Sequence[str], mark: str) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+# SQLite: rows per multi-row statement, within its limit of bound values (32766).
+_CHUNK = 500
+
+
+def _columns(columns: Sequence[str]) -> str:
+    return ", ".join(columns)
+
+
+def _rows_sql(table: str, columns: Sequence[str], n: int, verb: str = "INSERT") -> str:
+    row = f"({', '.join('?' * len(columns))})"
+    return f"{verb} INTO {table} ({_columns(columns)}) VALUES {', '.join([row] * n)}"
+
+
+def _chunks(rows: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    return (rows[i : i + _CHUNK] for i in range(0, len(rows), _CHUNK))
 
 
 class DriverWriter:
     """The outbox's statements on a DBAPI connection (sqlite3 or psycopg), in whatever
     transaction it has open. `new_field_names` collects the (form id, name) pairs this
-    transaction added on PostgreSQL, for field_names.remember once it has committed."""
+    transaction added on PostgreSQL, for field_names.remember once it has committed.
+
+    A submission is inserted only while its form exists and is enabled, checked by the
+    INSERT itself: group commit's forms come from a cache, and a form disabled or deleted
+    in another process must refuse the next submission, not one a few seconds later.
+
+    On SQLite each statement carries the whole batch (multi-row VALUES): every call into
+    the driver lets go of the GIL, and the committer, holding the database's write lock,
+    then waits for a request thread to give it back (about 0.2 ms each, measured under
+    load), so fewer calls is a shorter lock for every writer on the machine.
+    """
 
     def __init__(self, connection: Any, dialect: str) -> None:
         self.connection = connection
@@ -84,17 +108,6 @@ class DriverWriter:
         self.new_field_names: set[tuple[int, str]] = set()
         self._last_time: datetime | None = None
         self._last_text = ""
-        mark = "?" if self.sqlite else "%s"
-        self._submissions = _insert("submissions", SUBMISSION_COLUMNS, mark)
-        if not self.sqlite:
-            self._indexed = (
-                self._submissions[: self._submissions.index(") VALUES")]
-                + f", {VECTOR_COLUMN}) VALUES ({', '.join(['%s'] * len(SUBMISSION_COLUMNS))},"
-                " to_tsvector('simple'::regconfig, %s)) RETURNING id"
-            )
-            self._submissions += " RETURNING id"
-        self._deliveries = _insert("deliveries", DELIVERY_COLUMNS, mark)
-        self._attachments = _insert("attachments", ATTACHMENT_COLUMNS, mark)
 
     def form_rows(self, keys: Iterable[str]) -> list[tuple[Any, ...]]:
         keys = list(keys)
@@ -105,66 +118,107 @@ class DriverWriter:
         cursor.execute(_FORMS.format(keys="= ANY(%s)"), (keys,))
         return list(cursor.fetchall())
 
-    def insert_submissions(self, rows: Sequence[Mapping[str, Any]], *, index: bool) -> list[int]:
+    def insert_submissions(
+        self, rows: Sequence[Mapping[str, Any]], *, index: bool
+    ) -> list[int | None]:
         """Insert the rows with, when `index`, their search entries; and the new field
-        names they bring. Returns their ids in order."""
+        names they bring. Returns their ids in order: None for one whose form is gone
+        or disabled (nothing of it stored)."""
         params = [self._values(row, SUBMISSION_COLUMNS) for row in rows]
+        ids = self._insert_sqlite(params) if self.sqlite else self._insert_pg(params, rows, index)
+        stored = [(i, row) for i, row in zip(ids, rows, strict=True) if i is not None]
+        if index and self.sqlite and stored:
+            self._many(
+                FTS_TABLE, ("rowid", "body"), [(i, search_text(r["fields"])) for i, r in stored]
+            )
+        self._record_field_names([(i, row["form_id"], row["fields"]) for i, row in stored])
+        return ids
+
+    def _insert_sqlite(self, params: list[tuple[Any, ...]]) -> list[int | None]:
+        # Under the write lock nobody else inserts: the ids SQLite would give, given here.
         cursor = self.connection.cursor()
-        ids: list[int] = []
-        if self.sqlite:
-            for values in params:  # one prepared statement, kept by the driver's cache
-                cursor.execute(self._submissions, values)
-                ids.append(int(cursor.lastrowid))
-            if index:
-                cursor.executemany(
-                    f"INSERT INTO {FTS_TABLE} (rowid, body) VALUES (?, ?)",
-                    [(i, search_text(row["fields"])) for i, row in zip(ids, rows, strict=True)],
-                )
-        else:
-            if index:
-                sql = self._indexed
-                params = [
-                    (*values, search_text(row["fields"]))
-                    for values, row in zip(params, rows, strict=True)
-                ]
-            else:
-                sql = self._submissions
-            # psycopg sends them in one pipeline and keeps each result, in order.
-            cursor.executemany(sql, params, returning=True)
-            while True:
-                ids.append(int(cursor.fetchone()[0]))
-                if not cursor.nextset():
-                    break
-        self._record_field_names(
-            [(i, row["form_id"], row["fields"]) for i, row in zip(ids, rows, strict=True)]
+        first = int(
+            cursor.execute("SELECT coalesce(max(id), 0) + 1 FROM submissions").fetchone()[0]
         )
+        ids = list(range(first, first + len(params)))
+        inserted = 0
+        for chunk_ids, chunk in zip(_chunks(ids), _chunks(params), strict=True):
+            values = [(i, *p) for i, p in zip(chunk_ids, chunk, strict=True)]
+            cursor.execute(_guarded_sqlite(len(values)), [v for row in values for v in row])
+            inserted += cursor.rowcount
+        if inserted == len(ids):
+            return list(ids)
+        marks = ", ".join("?" * len(ids))
+        found = {
+            r[0] for r in cursor.execute(f"SELECT id FROM submissions WHERE id IN ({marks})", ids)
+        }
+        return [i if i in found else None for i in ids]
+
+    def _insert_pg(
+        self, params: list[tuple[Any, ...]], rows: Sequence[Mapping[str, Any]], index: bool
+    ) -> list[int | None]:
+        sql = _GUARDED_PG_INDEXED if index else _GUARDED_PG
+        form_id = SUBMISSION_COLUMNS.index("form_id")
+        values = [
+            (*p, search_text(row["fields"]), p[form_id]) if index else (*p, p[form_id])
+            for p, row in zip(params, rows, strict=True)
+        ]
+        cursor = self.connection.cursor()
+        # psycopg sends them in one pipeline and keeps each result, in order.
+        cursor.executemany(sql, values, returning=True)
+        ids: list[int | None] = []
+        while True:
+            row = cursor.fetchone()
+            ids.append(int(row[0]) if row is not None else None)
+            if not cursor.nextset():
+                break
         return ids
 
     def insert_deliveries(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:
-            self.connection.cursor().executemany(
-                self._deliveries, [self._values(row, DELIVERY_COLUMNS) for row in rows]
-            )
+        self._rows("deliveries", DELIVERY_COLUMNS, rows)
 
     def insert_attachments(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        self._rows("attachments", ATTACHMENT_COLUMNS, rows)
+
+    def _rows(self, table: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
-            self.connection.cursor().executemany(
-                self._attachments, [self._values(row, ATTACHMENT_COLUMNS) for row in rows]
+            self._many(table, columns, [self._values(row, columns) for row in rows])
+
+    def _many(
+        self,
+        table: str,
+        columns: Sequence[str],
+        values: Sequence[tuple[Any, ...]],
+        verb: str = "INSERT",
+    ) -> None:
+        cursor = self.connection.cursor()
+        if not self.sqlite:
+            marks = ", ".join(["%s"] * len(columns))
+            cursor.executemany(
+                f"{verb} INTO {table} ({_columns(columns)}) VALUES ({marks})", values
+            )
+            return
+        for chunk in _chunks(values):
+            cursor.execute(
+                _rows_sql(table, columns, len(chunk), verb), [v for row in chunk for v in row]
             )
 
     def _record_field_names(self, submissions: list[tuple[int, int, Sequence[Any]]]) -> None:
         first = field_names.first_positions(submissions)
         if not first:
             return
-        cursor = self.connection.cursor()
         if self.sqlite:
-            cursor.executemany(
-                field_names.SQLITE_INSERT, [(f, n, p) for (f, n), p in first.items()]
+            self._many(
+                "form_fields",
+                ("form_id", "name", "position"),
+                [(f, n, p) for (f, n), p in first.items()],
+                verb="INSERT OR IGNORE",
             )
             return
         missing = [key for key in first if not field_names.known(key)]
         if not missing:
             return
+        cursor = self.connection.cursor()
         cursor.execute(
             field_names.DRIVER_STORED, ([f for f, _ in missing], [n for _, n in missing])
         )
@@ -200,6 +254,31 @@ class DriverWriter:
 
 
 _JSON = frozenset({"fields", "cc", "message"})
+# Only while the form exists and is enabled (see DriverWriter).
+_ENABLED = "EXISTS (SELECT 1 FROM forms WHERE forms.id = {form_id} AND forms.enabled)"
+_PG_SELECT = ", ".join(["%s"] * len(SUBMISSION_COLUMNS))
+_GUARDED_PG = (
+    f"INSERT INTO submissions ({_columns(SUBMISSION_COLUMNS)}) SELECT {_PG_SELECT}"
+    f" WHERE {_ENABLED.format(form_id='%s')} RETURNING id"
+)
+_GUARDED_PG_INDEXED = (
+    f"INSERT INTO submissions ({_columns(SUBMISSION_COLUMNS)}, {VECTOR_COLUMN})"
+    f" SELECT {_PG_SELECT}, to_tsvector('simple'::regconfig, %s)"
+    f" WHERE {_ENABLED.format(form_id='%s')} RETURNING id"
+)
+
+
+@lru_cache(maxsize=64)
+def _guarded_sqlite(n: int) -> str:
+    # VALUES names its columns column1, column2...: the form's id is column2, after the id.
+    row = f"({', '.join('?' * (len(SUBMISSION_COLUMNS) + 1))})"
+    return (
+        f"INSERT INTO submissions (id, {_columns(SUBMISSION_COLUMNS)})"
+        f" SELECT * FROM (VALUES {', '.join([row] * n)})"
+        f" WHERE {_ENABLED.format(form_id='column2')}"
+    )
+
+
 _CONVERTED = _JSON | {"created_at", "updated_at", "next_attempt_at"}
 
 
