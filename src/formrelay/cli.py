@@ -173,7 +173,8 @@ def worker_command(ctx: click.Context, once: bool) -> None:
             raise click.UsageError("--once runs a worker; it does not go with a subcommand")
         return
     _configure_logging()
-    worker = make_worker(current_app._get_current_object())  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    worker = make_worker(app, own_engine=True)
     if once:
         outcomes = worker.drain()
         click.echo(f"{len(outcomes)} deliveries processed")

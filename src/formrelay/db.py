@@ -47,6 +47,35 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
 
 
+def worker_engine(url: Any, settings: Settings) -> Engine:
+    """The `formrelay worker` process's own engine, whose commits do not wait for the disk:
+    SQLite synchronous=NORMAL (in WAL mode), PostgreSQL synchronous_commit=off.
+
+    What the worker writes is claims, outcomes and heartbeats. Each of its commits held the
+    machine's SQLite write lock through an fsync, one per message sent, while group commit
+    waited behind it. Without the wait, a power cut (not a crash: the system has the data)
+    may lose its last fraction of a second of writes: a delivery then goes back to pending
+    and is sent again, the at-least-once it already is after a kill -9. A submission is
+    never at stake: group commit's own commits wait for the disk, and they carry the log
+    written before them.
+    """
+    from sqlalchemy import create_engine
+
+    # `url` is the app's engine's (Flask-SQLAlchemy resolves a relative SQLite path).
+    options = engine_options(settings)
+    if settings.database_url.startswith("sqlite"):
+        engine = create_engine(url, **options)
+        event.listen(engine, "connect", _worker_sqlite_pragmas)
+        return engine
+    options = {**options, "connect_args": {"options": "-c synchronous_commit=off"}}
+    return create_engine(url, **options)
+
+
+def _worker_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    # After _sqlite_pragmas (class listeners run first): only the synchronous level differs.
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     if not isinstance(dbapi_connection, sqlite3.Connection):

@@ -1,6 +1,5 @@
 """Flask extensions, created unbound and bound to the app in the factory."""
 
-from flask_cors import CORS
 from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
@@ -20,7 +19,6 @@ def _client_address() -> str:
 
 
 db = SQLAlchemy(model_class=Base)
-cors = CORS()
 csrf = CSRFProtect()
 login_manager = LoginManager()
 # No default limits: each route that needs one says so (log-in, reset).

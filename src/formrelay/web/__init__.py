@@ -8,16 +8,8 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ..extensions import cors, csrf, limiter, login_manager
+from ..extensions import csrf, limiter, login_manager
 from ..settings import Settings
-
-PUBLIC_CORS_HEADERS = [
-    "Content-Type",
-    "Accept",
-    "X-Requested-With",
-    "Formspree-Client",
-    "Formspree-Session-Data",
-]
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -40,19 +32,12 @@ def init_app(app: Flask, settings: Settings) -> None:
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    # Cross-origin posts are for the public endpoint only; nothing else answers other sites.
-    public_cors = {
-        "origins": "*",
-        "methods": ["POST"],
-        "allow_headers": PUBLIC_CORS_HEADERS,
-        "max_age": 86400,
-    }
-    cors.init_app(app, resources={r"/f/*": public_cors, r"/p/*": public_cors})
-
     from . import auth, errors, files, health, hooks, main, public, screening, security, templating
     from .dashboard import admin, forms, submissions
     from .dashboard import exports as dashboard_exports
 
+    # Cross-origin posts are for the public endpoint only; nothing else answers other sites.
+    app.after_request(public.cross_origin)
     security.init_app(app, settings)
     templating.init_app(app)
     csrf.init_app(app)

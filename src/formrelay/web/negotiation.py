@@ -24,7 +24,10 @@ def wants_json(request: Request) -> bool:
     named alike, or neither acceptable), the body decides: JSON for a JSON body, HTML for a
     form's body, as curl, fetch and HTML forms expect.
     """
-    if request.headers.get("X-Requested-With", "").lower() == "xmlhttprequest":
+    headers = request.headers
+    if headers.get("X-Requested-With", "").lower() == "xmlhttprequest":
+        return True
+    if headers.get("Accept") == "application/json":  # what most API clients send: at once
         return True
     accept = request.accept_mimetypes
     json_q, json_specificity = _preference(accept, JSON)

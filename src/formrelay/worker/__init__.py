@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy.orm import sessionmaker
 
+from ..db import worker_engine
 from ..extensions import db
 from ..settings import get_settings
 from .claims import Claim, claim_due_deliveries
@@ -25,8 +26,11 @@ __all__ = [
 ]
 
 
-def make_worker(app: Flask) -> Worker:
-    """A worker bound to the app's database engine and settings."""
+def make_worker(app: Flask, *, own_engine: bool = False) -> Worker:
+    """A worker with the app's settings, bound to the app's database engine, or with
+    `own_engine` (the `formrelay worker` process) to one whose commits do not wait for the
+    disk (db.worker_engine)."""
+    settings = get_settings(app)
     with app.app_context():
-        engine = db.engine
-    return Worker(sessionmaker(bind=engine, expire_on_commit=False), get_settings(app))
+        engine = worker_engine(db.engine.url, settings) if own_engine else db.engine
+    return Worker(sessionmaker(bind=engine, expire_on_commit=False), settings)
