@@ -217,17 +217,23 @@ class GroupCommit:
         connection: Any = self._connection.dbapi_connection
         writer = DriverWriter(connection, self.engine.dialect.name)
         keys = {i.key for i in batch}
-        locked = False
+        began = locked = False
+
+        def begin() -> None:
+            # SQLite's write lock, machine-wide, once the rows are ready (see
+            # store_submissions); PostgreSQL's transaction began with the forms' read.
+            nonlocal began, locked
+            if self.writer_lock is not None:
+                self.writer_lock.acquire()
+                locked = True
+            connection.execute("BEGIN IMMEDIATE")
+            began = True
+
         try:
             # Mostly from the cache. What is read is read before SQLite's write lock is
             # taken (every statement under it delays all writers; the driver autocommits a
             # lone read); on PostgreSQL in the transaction, one round trip fewer.
             targets = self._targets.targets(writer, keys)
-            if self.sqlite:
-                if self.writer_lock is not None:
-                    self.writer_lock.acquire()
-                    locked = True
-                connection.execute("BEGIN IMMEDIATE")
             results: list[StoredSubmission | Exception] = list(
                 store_submissions(
                     writer,
@@ -235,12 +241,13 @@ class GroupCommit:
                     targets,
                     search_index=self.search_index,
                     ceilings=self.ceilings,
+                    begin=begin if self.sqlite else None,
                 )
             )
-            if self.sqlite:
-                connection.execute("COMMIT")
-            else:
+            if not self.sqlite:
                 connection.commit()
+            elif began:
+                connection.execute("COMMIT")
         except BaseException as exc:
             self._abandon(exc)
             raise

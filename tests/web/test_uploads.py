@@ -324,7 +324,7 @@ def test_a_failed_commit_removes_the_files(storage: Stored, client, app, monkeyp
     def fail(*args, **kwargs):
         raise away("disk I/O error")
 
-    monkeypatch.setattr(DriverWriter, "insert_submissions", fail)
+    monkeypatch.setattr(DriverWriter, "insert_prepared", fail)
     r = post(client, form, [("cv", ("cv.pdf", PDF, "application/pdf"))])
     assert r.status_code == 503
     assert storage.objects() == [] and submissions() == 0

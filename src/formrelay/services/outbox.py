@@ -8,7 +8,7 @@ request path lean). Nothing here commits.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -188,9 +188,11 @@ def store_submissions(
     *,
     search_index: bool = True,
     ceilings: NotificationCeilings | None = None,
+    begin: Callable[[], None] | None = None,
 ) -> list[StoredSubmission | DomainError]:
     """Store prepared submissions for the forms with these keys (not committed), on the
-    writer's connection, in its open transaction.
+    writer's connection: in its open transaction, or in the one `begin` starts once the
+    rows are ready.
 
     Each gets one pending delivery per verified recipient of its form (none when it is
     spam), in the session's transaction; the first carries the Cc addresses that are not
@@ -218,19 +220,11 @@ def store_submissions(
     if not accepted:
         return results
 
-    inserted = writer.insert_submissions(
+    # All that needs no database first: under SQLite's write lock (`begin` takes it),
+    # every other writer on the machine waits.
+    prepared = writer.prepare_submissions(
         [_submission_row(form.id, item) for _, item, form, _ in accepted], index=search_index
     )
-    if None in inserted:  # a form disabled or deleted since the caller looked: which?
-        existing = {row[0] for row in writer.form_rows({key for key, _ in batch})}
-        for (index, _, form, _), i in zip(accepted, inserted, strict=True):
-            if i is None:
-                results[index] = FormDisabled() if form.id in existing else FormNotFound()
-    stored = [(entry, i) for entry, i in zip(accepted, inserted, strict=True) if i is not None]
-    accepted = [entry for entry, _ in stored]
-    ids = [i for _, i in stored]
-    deliveries: list[dict[str, object]] = []
-    notices: list[dict[str, object]] = []  # to owners whose forms are over a ceiling
     hour = int(time.time() // HOUR)
     budgets: dict[int, tuple[int, str]] = {}
     if ceilings is not None:
@@ -240,17 +234,15 @@ def store_submissions(
                 n = wanted.get(form.id, (form, 0))[1]
                 wanted[form.id] = (form, n + len(form.recipients))
         budgets = ceilings.budgets(wanted, hour)
-    files: list[dict[str, object]] = []
-    for (index, item, form, next_url), submission_id in zip(accepted, ids, strict=True):
-        # Spam keeps no file (Formlander's bug #50 kept them on disk).
-        kept = bool(item.files) and item.spam_reason is None
-        results[index] = StoredSubmission(submission_id, next_url, kept_files=kept)
-        if kept:
-            files.extend(attachment_rows(submission_id, item.files))
+    # Each accepted submission's deliveries, their values with its id to come first.
+    deliveries: list[list[tuple[object, ...]]] = []
+    notices: list[dict[str, object]] = []  # to owners whose forms are over a ceiling
+    for _, item, form, _ in accepted:
+        rows: list[dict[str, object]] = []
         if item.spam_reason is None and form.recipients:
             cc = _cc_beyond_recipients(item.cc, form.recipients)
             rows = [
-                _delivery_row(submission_id, form.id, to, cc if n == 0 else [])
+                _delivery_row(None, form.id, to, cc if n == 0 else [])
                 for n, to in enumerate(form.recipients)
             ]
             held: str | None = None
@@ -269,8 +261,31 @@ def store_submissions(
                     )
                 if ceilings.first_notice(form, hour):
                     notices.append(_over_the_limit_notice(form, held, hour))
-            deliveries.extend(rows)
-    writer.insert_deliveries(deliveries + notices)
+        deliveries.append(writer.delivery_values(rows))
+    notice_values = writer.delivery_values(notices)
+
+    if begin is not None:
+        begin()
+    inserted = writer.insert_prepared(prepared)
+    if None in inserted:  # a form disabled or deleted since the caller looked: which?
+        existing = {row[0] for row in writer.form_rows({key for key, _ in batch})}
+        for (index, _, form, _), i in zip(accepted, inserted, strict=True):
+            if i is None:
+                results[index] = FormDisabled() if form.id in existing else FormNotFound()
+    values: list[tuple[object, ...]] = []
+    files: list[dict[str, object]] = []
+    for (index, item, _, next_url), submission_id, its in zip(
+        accepted, inserted, deliveries, strict=True
+    ):
+        if submission_id is None:
+            continue
+        # Spam keeps no file (Formlander's bug #50 kept them on disk).
+        kept = bool(item.files) and item.spam_reason is None
+        results[index] = StoredSubmission(submission_id, next_url, kept_files=kept)
+        if kept:
+            files.extend(attachment_rows(submission_id, item.files))
+        values.extend((submission_id, *v[1:]) for v in its)
+    writer.insert_delivery_values(values + notice_values)
     writer.insert_attachments(files)
     return results
 

@@ -13,6 +13,7 @@ tests' factories, off the hot path, keep Core (services.search.insert_submission
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -87,6 +88,15 @@ def _chunks(rows: Sequence[Any]) -> Iterable[Sequence[Any]]:
     return (rows[i : i + _CHUNK] for i in range(0, len(rows), _CHUNK))
 
 
+@dataclass(frozen=True)
+class PreparedRows:
+    """Submission rows, their values for the driver, and their search texts (or None)."""
+
+    rows: Sequence[Mapping[str, Any]]
+    values: list[tuple[Any, ...]]
+    texts: list[str] | None
+
+
 class DriverWriter:
     """The outbox's statements on a DBAPI connection (sqlite3 or psycopg), in whatever
     transaction it has open. `new_field_names` collects the (form id, name) pairs this
@@ -124,15 +134,40 @@ class DriverWriter:
         """Insert the rows with, when `index`, their search entries; and the new field
         names they bring. Returns their ids in order: None for one whose form is gone
         or disabled (nothing of it stored)."""
-        params = [self._values(row, SUBMISSION_COLUMNS) for row in rows]
-        ids = self._insert_sqlite(params) if self.sqlite else self._insert_pg(params, rows, index)
-        stored = [(i, row) for i, row in zip(ids, rows, strict=True) if i is not None]
-        if index and self.sqlite and stored:
-            self._many(
-                FTS_TABLE, ("rowid", "body"), [(i, search_text(r["fields"])) for i, r in stored]
-            )
-        self._record_field_names([(i, row["form_id"], row["fields"]) for i, row in stored])
+        return self.insert_prepared(self.prepare_submissions(rows, index=index))
+
+    def prepare_submissions(
+        self, rows: Sequence[Mapping[str, Any]], *, index: bool
+    ) -> PreparedRows:
+        """The rows' values as the driver takes them, and their search texts: all the work
+        that needs no database, done before SQLite's write lock is taken."""
+        values = [self._values(row, SUBMISSION_COLUMNS) for row in rows]
+        texts = [search_text(row["fields"]) for row in rows] if index else None
+        return PreparedRows(rows, values, texts)
+
+    def insert_prepared(self, prepared: PreparedRows) -> list[int | None]:
+        """insert_submissions, of rows prepare_submissions prepared."""
+        rows, texts = prepared.rows, prepared.texts
+        if self.sqlite:
+            ids = self._insert_sqlite(prepared.values)
+        else:
+            ids = self._insert_pg(prepared.values, texts)
+        if texts is not None and self.sqlite:
+            entries = [(i, t) for i, t in zip(ids, texts, strict=True) if i is not None]
+            if entries:
+                self._many(FTS_TABLE, ("rowid", "body"), entries)
+        self._record_field_names(
+            [(i, row["form_id"], row["fields"]) for i, row in zip(ids, rows, strict=True) if i]
+        )
         return ids
+
+    def delivery_values(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """Deliveries' values as the driver takes them (the submission's id first)."""
+        return [self._values(row, DELIVERY_COLUMNS) for row in rows]
+
+    def insert_delivery_values(self, values: Sequence[tuple[Any, ...]]) -> None:
+        if values:
+            self._many("deliveries", DELIVERY_COLUMNS, values)
 
     def _insert_sqlite(self, params: list[tuple[Any, ...]]) -> list[int | None]:
         # Under the write lock nobody else inserts: the ids SQLite would give, given here.
@@ -155,14 +190,14 @@ class DriverWriter:
         return [i if i in found else None for i in ids]
 
     def _insert_pg(
-        self, params: list[tuple[Any, ...]], rows: Sequence[Mapping[str, Any]], index: bool
+        self, params: list[tuple[Any, ...]], texts: list[str] | None
     ) -> list[int | None]:
-        sql = _GUARDED_PG_INDEXED if index else _GUARDED_PG
         form_id = SUBMISSION_COLUMNS.index("form_id")
-        values = [
-            (*p, search_text(row["fields"]), p[form_id]) if index else (*p, p[form_id])
-            for p, row in zip(params, rows, strict=True)
-        ]
+        if texts is None:
+            sql, values = _GUARDED_PG, [(*p, p[form_id]) for p in params]
+        else:
+            sql = _GUARDED_PG_INDEXED
+            values = [(*p, t, p[form_id]) for p, t in zip(params, texts, strict=True)]
         cursor = self.connection.cursor()
         # psycopg sends them in one pipeline and keeps each result, in order.
         cursor.executemany(sql, values, returning=True)
