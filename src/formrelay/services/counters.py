@@ -69,10 +69,7 @@ class GroupCount:
         self._pid = 0
 
     def count(self, keys: list[str], expiries: list[int], amount: int) -> list[int]:
-        return self.wait(self.submit(keys, expiries, amount))
-
-    def submit(self, keys: list[str], expiries: list[int], amount: int) -> _Counts:
-        """Queue the counts; `wait` for their values."""
+        """The counters' values once counted, with whatever else was queued meanwhile."""
         item = _Counts(keys, expiries, amount)
         with self._ready:
             if self._thread is None or self._pid != os.getpid():
@@ -83,9 +80,6 @@ class GroupCount:
                 self._thread.start()
             self._queue.append(item)
             self._ready.notify()
-        return item
-
-    def wait(self, item: _Counts) -> list[int]:
         if not item.done.wait(BATCH_WAIT_SECONDS):
             raise TimeoutError("the counter storage did not answer in time")
         if item.error is not None:
@@ -152,38 +146,6 @@ class LocalCounts:
             self._counts.pop(key, None)
 
 
-class PendingCounts:
-    """Counts started by SharedCounters.start_many; `values()` waits for them (once)."""
-
-    def __init__(
-        self,
-        owner: SharedCounters,
-        keys: list[str],
-        expiries: list[int],
-        amount: int,
-        started: float,
-        *,
-        item: _Counts | None = None,
-        values: list[int] | None = None,
-    ) -> None:
-        self._owner, self._keys, self._expiries, self._amount = owner, keys, expiries, amount
-        self._started, self._item, self._values = started, item, values
-
-    def values(self) -> list[int]:
-        if self._values is None:
-            assert self._item is not None
-            owner = self._owner
-            try:
-                self._values = owner._group.wait(self._item)
-            except Exception as exc:
-                self._values = owner._failed(
-                    exc, self._keys, self._expiries, self._amount, self._started
-                )
-            else:
-                owner._back(self._started)
-        return self._values
-
-
 class SharedCounters:
     def __init__(self, uri: str, *, key_prefix: str = "formrelay") -> None:
         self.uri = uri
@@ -216,30 +178,24 @@ class SharedCounters:
 
     def incr_many(self, counters: Sequence[tuple[str, int]], amount: int = 1) -> list[int]:
         """Add `amount` to each counter (key, expiry) and return their values, in one
-        round trip to the storage however many they are."""
-        return self.start_many(counters, amount).values()
-
-    def start_many(self, counters: Sequence[tuple[str, int]], amount: int = 1) -> PendingCounts:
-        """incr_many, started: its values come from the result's `values()`, meanwhile the
-        caller may do other work (the public endpoint reads the body)."""
+        round trip to the storage however many they are (shared with other threads')."""
         keys = [f"{self.key_prefix}:{key}" for key, _ in counters]
         expiries = [expiry for _, expiry in counters]
         now = time.monotonic()
         if self._down_since is not None and now - self._last_try < RETRY_SECONDS:
-            return PendingCounts(
-                self, keys, expiries, amount, now, values=self._in_memory(keys, expiries, amount)
-            )
+            return self._in_memory(keys, expiries, amount)
         try:
             storage = self._primary()
             if isinstance(storage, RedisStorage):
-                item = self._group.submit(keys, expiries, amount)
-                return PendingCounts(self, keys, expiries, amount, now, item=item)
-            values = [int(storage.incr(k, e, amount)) for k, e in zip(keys, expiries, strict=True)]
+                values = self._group.count(keys, expiries, amount)
+            else:
+                values = [
+                    int(storage.incr(k, e, amount)) for k, e in zip(keys, expiries, strict=True)
+                ]
         except Exception as exc:  # any storage error: redis' ConnectionError, TimeoutError...
-            values = self._failed(exc, keys, expiries, amount, now)
-        else:
-            self._back(now)
-        return PendingCounts(self, keys, expiries, amount, now, values=values)
+            return self._failed(exc, keys, expiries, amount, now)
+        self._back(now)
+        return values
 
     def _failed(
         self, exc: BaseException, keys: list[str], expiries: list[int], amount: int, now: float

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from limits import RateLimitItem, parse_many
 
-from .counters import PendingCounts, SharedCounters
+from .counters import SharedCounters
 from .errors import SubmissionRejected
 
 MESSAGE = "Too many submissions from your address: wait a little, then send again."
@@ -43,48 +43,19 @@ def count(counters: SharedCounters, client: str, limits: Sequence[tuple[str, str
     pairs such as ("form:KEY", "10/minute;200/day"). Raises RateLimited when any window
     is past its amount, this submission included; a refused submission counts too, as
     in Flask-Limiter's fixed windows."""
-    start(counters, client, limits).check()
-
-
-def start(counters: SharedCounters, client: str, limits: Sequence[tuple[str, str]]) -> Counting:
-    """`count`, started: its `check()` raises RateLimited; meanwhile the caller may read
-    the body (a Redis round trip then costs the submission no time)."""
     counted = [
         (item, item.key_for("public", scope, client))
         for scope, text in limits
         for item in windows(text)
     ]
-    return Counting(
-        counters, counted, counters.start_many([(k, i.get_expiry()) for i, k in counted])
-    )
-
-
-class Counting:
-    def __init__(
-        self,
-        counters: SharedCounters,
-        counted: list[tuple[RateLimitItem, str]],
-        pending: PendingCounts,
-    ) -> None:
-        self._counters, self._counted, self._pending = counters, counted, pending
-        self._refused: RateLimited | None = None
-        self._checked = False
-
-    def check(self) -> None:
-        """Raise RateLimited if the submission is past a limit (each time asked)."""
-        if not self._checked:
-            values = self._pending.values()
-            full = [
-                (item, key)
-                for (item, key), value in zip(self._counted, values, strict=True)
-                if value > item.amount
-            ]
-            if full:
-                wait = max(_retry_after(self._counters, item, key) for item, key in full)
-                self._refused = RateLimited(wait)
-            self._checked = True
-        if self._refused is not None:
-            raise self._refused
+    values = counters.incr_many([(key, item.get_expiry()) for item, key in counted])
+    full = [
+        (item, key)
+        for (item, key), value in zip(counted, values, strict=True)
+        if value > item.amount
+    ]
+    if full:
+        raise RateLimited(max(_retry_after(counters, item, key) for item, key in full))
 
 
 def _retry_after(counters: SharedCounters, item: RateLimitItem, key: str) -> int:

@@ -27,26 +27,20 @@ bp = Blueprint("public", __name__)
 @bp.post("/f/<key>", provide_automatic_options=False)
 @bp.post("/p/<project>/f/<key>", provide_automatic_options=False)  # with a project id
 def submit(key: str, project: str | None = None) -> Response:
-    # Counted first; the answer (from Redis) comes while the body is read and parsed, and
-    # is checked before the form's checks and before anything is stored (before any file
-    # is, for a multipart body).
-    limits = screening.count_submission(key)
+    screening.count_submission(key)  # before the body is read: a flood costs little
     config = get_settings()
     received: ReceivedFiles | None = None
     try:
         if is_multipart(request.content_type):  # files (if any) streamed to storage
-            limits.check()
             payload, received = receive_multipart(request, key, config)
         else:
             body = _read_body(config.max_body_bytes)
             payload = parse_payload(request.content_type, body, max_fields=config.max_fields)
         has_files = received is not None and bool(received.files)
-        limits.check()  # before a CAPTCHA or Akismet is asked anything
         prepared = screening.prepare(key, payload.fields, _meta(), has_files=has_files)
     except SubmissionRejected:
         if received is not None:
             received.discard()
-        limits.check()  # past a limit: that, whatever else is wrong
         # A mistyped or disabled form matters more than the fields: say that first. The
         # success path skips this query; group commit checks the form in its transaction.
         check_form(db.session(), key)

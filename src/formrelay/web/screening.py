@@ -72,13 +72,13 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def count_submission(key: str) -> rate_limits.Counting:
-    """Start counting this submission against its form's limit per client address and
-    the address's limit over all forms, in one round trip (services/rate_limits.py). Its
-    `check()` raises RateLimited: 429 RATE_LIMITED with Retry-After (web/errors.py)."""
+def count_submission(key: str) -> None:
+    """Count this submission against its form's limit per client address and the
+    address's limit over all forms, in one round trip (services/rate_limits.py). Raises
+    RateLimited: 429 RATE_LIMITED with Retry-After (web/errors.py)."""
     policy = policy_for(key)
     config = get_settings()
-    return rate_limits.start(
+    rate_limits.count(
         counters(),
         client_address(),
         [
