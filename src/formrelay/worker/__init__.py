@@ -28,9 +28,10 @@ __all__ = [
 
 def make_worker(app: Flask, *, own_engine: bool = False) -> Worker:
     """A worker with the app's settings, bound to the app's database engine, or with
-    `own_engine` (the `formrelay worker` process) to one whose commits do not wait for the
-    disk (db.worker_engine)."""
+    `own_engine` (the `formrelay worker` process), on SQLite, to one whose commits do not
+    wait for the disk (db.worker_engine)."""
     settings = get_settings(app)
     with app.app_context():
-        engine = worker_engine(db.engine.url, settings) if own_engine else db.engine
+        sqlite = db.engine.dialect.name == "sqlite"
+        engine = worker_engine(db.engine.url, settings) if own_engine and sqlite else db.engine
     return Worker(sessionmaker(bind=engine, expire_on_commit=False), settings)
