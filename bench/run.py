@@ -636,13 +636,17 @@ def enqueue(db: Database, workdir: Path, n: int, mail: MailSink) -> Stack:
 from formrelay import create_app
 from formrelay.extensions import db
 from formrelay.services.outbox import store_submissions
+from formrelay.services.outbox_sql import DriverWriter
 from formrelay.services.submissions import SubmissionMeta, prepare_submission
 app = create_app()
 with app.app_context():
     item = prepare_submission([("name", "Ann"), ("email", "ann@example.org"),
                                ("message", "Hello there")], SubmissionMeta())
     for start in range(0, {n}, 500):
-        store_submissions(db.session(), [("{key}", item)] * min(500, {n} - start))
+        # group commit's statements, in the session's transaction
+        connection = db.session.connection().connection.dbapi_connection
+        writer = DriverWriter(connection, db.engine.dialect.name)
+        store_submissions(writer, [("{key}", item)] * min(500, {n} - start))
         db.session.commit()
 """
     subprocess.run([sys.executable, "-c", code], env=stack.env, cwd=workdir, check=True)

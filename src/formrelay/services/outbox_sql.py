@@ -8,6 +8,7 @@ a submission's whole cost. The statements are the same as Core's and write the s
 values as SQLAlchemy's types do (UTC datetimes without offset on SQLite, JSON text,
 orjson's, JSONB on PostgreSQL), so every reader stays on the models. Imports and the
 tests' factories, off the hot path, keep Core (services.search.insert_submissions).
+The bench's delivery section uses them too, in a Session's transaction.
 """
 
 from __future__ import annotations
@@ -128,14 +129,6 @@ class DriverWriter:
         cursor.execute(_FORMS.format(keys="= ANY(%s)"), (keys,))
         return list(cursor.fetchall())
 
-    def insert_submissions(
-        self, rows: Sequence[Mapping[str, Any]], *, index: bool
-    ) -> list[int | None]:
-        """Insert the rows with, when `index`, their search entries; and the new field
-        names they bring. Returns their ids in order: None for one whose form is gone
-        or disabled (nothing of it stored)."""
-        return self.insert_prepared(self.prepare_submissions(rows, index=index))
-
     def prepare_submissions(
         self, rows: Sequence[Mapping[str, Any]], *, index: bool
     ) -> PreparedRows:
@@ -146,7 +139,9 @@ class DriverWriter:
         return PreparedRows(rows, values, texts)
 
     def insert_prepared(self, prepared: PreparedRows) -> list[int | None]:
-        """insert_submissions, of rows prepare_submissions prepared."""
+        """Insert the rows prepare_submissions prepared with, when it made their search
+        texts, their search entries; and the new field names they bring. Returns their
+        ids in order: None for one whose form is gone or disabled (nothing of it stored)."""
         rows, texts = prepared.rows, prepared.texts
         if self.sqlite:
             ids = self._insert_sqlite(prepared.values)
@@ -208,9 +203,6 @@ class DriverWriter:
             if not cursor.nextset():
                 break
         return ids
-
-    def insert_deliveries(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        self._rows("deliveries", DELIVERY_COLUMNS, rows)
 
     def insert_attachments(self, rows: Sequence[Mapping[str, Any]]) -> None:
         self._rows("attachments", ATTACHMENT_COLUMNS, rows)
