@@ -42,3 +42,19 @@ def test_the_production_web_app_leaves_the_migration_tooling_out(tmp_path) -> No
     ).stdout
 
     assert loaded.strip() == "[]"
+
+
+def test_every_view_with_a_flask_limiter_limit_is_on_a_blueprint_that_runs_its_hooks(app):
+    """Flask-Limiter's after_request (deductions of failed log-ins) runs on
+    LIMITED_BLUEPRINTS only: a limited view elsewhere would lose them."""
+    from flask_limiter.util import get_qualified_name
+
+    from formrelay.extensions import limiter
+    from formrelay.web import LIMITED_BLUEPRINTS
+
+    limited = {
+        endpoint.split(".")[0]
+        for endpoint, view in app.view_functions.items()
+        if get_qualified_name(view) in limiter._marked_for_limiting
+    }
+    assert limited and limited <= set(LIMITED_BLUEPRINTS), limited
