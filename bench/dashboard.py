@@ -541,6 +541,15 @@ def seed_postgresql(url: str, source: Path, seed: Seed, instance: Path) -> Seed:
             "deliveries",
             f"SELECT {', '.join([*DELIVERY_COLUMNS, *later])} FROM deliveries ORDER BY id",
         )
+        # The forms' field names (the CSV header), as migration 0006 filled them on SQLite:
+        # copied, since the migrations here ran before the rows came.
+        if _has_table(reader, "form_fields"):
+            _copy_table(
+                reader,
+                conn,
+                "form_fields",
+                "SELECT form_id, name, position FROM form_fields ORDER BY position",
+            )
         conn.execute("SET maintenance_work_mem = '256MB'")
         for definition in rebuild:
             conn.execute(definition)
@@ -554,6 +563,13 @@ def seed_postgresql(url: str, source: Path, seed: Seed, instance: Path) -> Seed:
     loaded = replace(seed, seed_seconds=time.monotonic() - started, migrate_seconds=migrate_seconds)
     print(f"postgresql: loaded {seed.rows} rows in {loaded.seed_seconds:.0f} s", file=sys.stderr)
     return loaded
+
+
+def _has_table(reader: Any, table: str) -> bool:
+    found = reader.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    return found is not None
 
 
 def _copy_table(
