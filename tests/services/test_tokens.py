@@ -64,10 +64,17 @@ def test_a_password_change_kills_every_token_sent_before(app: Flask) -> None:
             tokens.check(db.session, settings, purpose, token)
 
 
+def altered_signature(token: str) -> str:
+    """`token` with its signature's first character changed: the last one's low bits are
+    base64 padding, so changing A to B there can decode to the same signature."""
+    head, signature = token.rsplit(".", 1)
+    return f"{head}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+
+
 @pytest.mark.parametrize(
     "mangle",
     [
-        lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),
+        altered_signature,
         lambda t: "not-a-token",
         lambda t: "",
     ],
