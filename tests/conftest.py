@@ -204,6 +204,9 @@ def app_config(database_url: str, tmp_path: Path) -> dict[str, object]:
         "rate_limit_global": "100000/minute",
         "notify_limit_per_form": 0,
         "notify_limit_global": 0,
+        # Each process stores its own submissions: a committer process per test would
+        # start a Python each (tests/test_committer.py runs the machine's committer).
+        "committer": "thread",
     }
 
 

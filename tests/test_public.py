@@ -321,6 +321,13 @@ def test_unknown_form_is_404_in_both_shapes(client, app):
     assert "There is no form at this address." in r.text
 
 
+@pytest.mark.parametrize("path", ["/f/%00", "/f/ab%00cd", "/p/%00/f/key", "/forms/%00"])
+def test_a_path_with_a_nul_is_a_404_not_a_database_error(client, app, path):
+    # PostgreSQL refuses a NUL in a query's text: such a key must never reach it.
+    r = client.post(path, data={"message": "hi"}, headers={"Accept": "application/json"})
+    assert r.status_code == 404 and r.json["ok"] is False
+
+
 def test_disabled_form_is_403_with_a_clear_message(client):
     form = make_form(db.session, enabled=False)
     r = post_json(client, form.key, {"message": "hi"})

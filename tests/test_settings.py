@@ -92,6 +92,7 @@ def test_defaults_need_no_configuration(tmp_path):
         "FORMRELAY_ATTACH_TOTAL_BYTES": "26214400",
         "FORMRELAY_RETENTION_DAYS": "0",
         "FORMRELAY_SEARCH_INDEX": "true",
+        "FORMRELAY_COMMITTER": "process",
         "FORMRELAY_WORKER_BATCH_SIZE": "20",
         "FORMRELAY_SEND_RATE": "0.0",
         "FORMRELAY_WORKER_POLL_SECONDS": "1.0",

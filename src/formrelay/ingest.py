@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
 from .db import database_away, writer_lock
@@ -27,6 +29,7 @@ from .services import field_names
 from .services.counters import SharedCounters
 from .services.errors import FormDisabled, FormNotFound
 from .services.outbox import (
+    FORMS_CHANGED,
     NotificationCeilings,
     StoredSubmission,
     TargetCache,
@@ -50,9 +53,28 @@ def init_app(app: Flask) -> None:
             settings.notify_limit_per_form,
             settings.notify_limit_global,
         )
-        app.extensions[_EXTENSION] = GroupCommit(
-            db.engine, search_index=settings.search_index, ceilings=ceilings
-        )
+        group = GroupCommit(db.engine, search_index=settings.search_index, ceilings=ceilings)
+        url = db.engine.url
+        if settings.committer == "process" and url.database not in (None, "", ":memory:"):
+            from .committer import RemoteCommitter
+
+            # The URL as the engine resolved it (a relative SQLite path, made absolute).
+            database = url.render_as_string(hide_password=False)
+            group.remote = RemoteCommitter(settings, database, GroupCommit.WAIT_SECONDS)
+        app.extensions[_EXTENSION] = group
+
+
+@event.listens_for(Session, "after_commit")
+def _forms_committed(session: Session) -> None:
+    if session.info.pop(FORMS_CHANGED, False) and has_app_context():
+        group = current_app.extensions.get(_EXTENSION)
+        if group is not None:
+            group.forms_changed()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forms_rolled_back(session: Session) -> None:
+    session.info.pop(FORMS_CHANGED, None)
 
 
 def group_commit(app: Flask | None = None) -> GroupCommit:
@@ -72,7 +94,7 @@ class CommitTimedOut(StorageUnavailable):
 @dataclass
 class _Item:
     key: str
-    prepared: PreparedSubmission
+    prepared: PreparedSubmission | None  # None: a notice that forms changed
     done: threading.Event = field(default_factory=threading.Event)
     result: StoredSubmission | Exception | None = None
 
@@ -116,6 +138,8 @@ class GroupCommit:
         self._connection: PoolProxiedConnection | None = None
         self._targets = TargetCache()
         self._using = threading.Lock()  # the connection: by the committer, or by close()
+        # The machine's committer process (formrelay.committer), when this one forwards.
+        self.remote: Any = None
 
     def after_commit(self, listener: Callable[[], None]) -> None:
         """Call `listener` (in the committer thread) after each batch that stored something:
@@ -139,6 +163,24 @@ class GroupCommit:
             return item.result
         assert item.result is not None
         raise item.result
+
+    def start(self) -> None:
+        """Start the machine's committer process, when submissions go to one and none runs."""
+        if self.remote is not None:
+            self.remote.start()
+
+    def forms_changed(self) -> None:
+        """Forms this process changed have committed: with the machine's committer, tell it
+        before the change is answered, so that the next submission anywhere on this machine
+        reads them again. (Without, the process's own cache reads its changes anyway.)"""
+        if self.remote is None:
+            return
+        item = _Item("", None)
+        with self._ready:
+            self._ensure_committer()
+            self._queue.append(item)
+            self._ready.notify()
+        item.done.wait(self.WAIT_SECONDS)
 
     def _ensure_committer(self) -> None:
         # Started on first use, and again in a forked child, where threads do not survive.
@@ -175,8 +217,59 @@ class GroupCommit:
         app going away, whose idle committer would otherwise keep it a while."""
         with self._using:
             self._release()
+            if self.remote is not None:
+                self.remote.close()
 
-    def _commit(self, batch: list[_Item]) -> None:
+    def store_now(self, batch: list[tuple[str, PreparedSubmission]]) -> list[object]:
+        """Store `batch` in this thread, as the committer thread would: for the machine's
+        committer process. Each result is a StoredSubmission or the exception to raise
+        (one a web process can rebuild: a bug of ours answers 500 there, logged here)."""
+        items = [_Item(key, prepared) for key, prepared in batch]
+        self._commit_here(items)  # (their events are nobody's)
+        results: list[object] = []
+        for item in items:
+            result = item.result
+            if isinstance(result, Exception) and not isinstance(
+                result, FormNotFound | FormDisabled | StorageUnavailable
+            ):
+                log.error("storing a submission failed", exc_info=result)
+                result = RuntimeError(f"the committer failed: {result!r}")
+            results.append(result)
+        return results
+
+    def _commit(self, queued: list[_Item]) -> None:
+        batch = [i for i in queued if i.prepared is not None]
+        try:
+            forwarded = self.remote is not None and self._forward(batch)
+            if batch and not forwarded:
+                self._commit_here(batch)
+        finally:
+            for item in queued:
+                item.done.set()
+
+    def _forward(self, batch: list[_Item]) -> bool:
+        """Hand the batch to the machine's committer; False when none took it."""
+        from .committer import Unanswered
+
+        if not batch:
+            self.remote.forms_changed()
+            return True
+        try:
+            results = self.remote.store([(i.key, i.prepared) for i in batch])
+        except Unanswered as exc:
+            log.error("the committer took %d submissions and did not answer: %s", len(batch), exc)
+            for item in batch:
+                item.result = CommitTimedOut(str(exc))
+            return True
+        if results is None:
+            return False
+        for item, result in zip(batch, results, strict=True):
+            item.result = result
+        if any(isinstance(r, StoredSubmission) for r in results):
+            self._notify()
+        return True
+
+    def _commit_here(self, batch: list[_Item]) -> None:
         try:
             with self._using:
                 results = self._store(batch)
@@ -191,7 +284,7 @@ class GroupCommit:
                 # each again.)
                 log.warning("storing %d submissions failed, now one by one: %s", len(batch), exc)
                 for item in batch:
-                    self._commit([item])
+                    self._commit_here([item])
                 return
             if away or isinstance(exc, SQLAlchemyError | self.dbapi.Error):
                 log.error("storing %d submissions failed: %s", len(batch), exc)
@@ -237,7 +330,7 @@ class GroupCommit:
             results: list[StoredSubmission | Exception] = list(
                 store_submissions(
                     writer,
-                    [(i.key, i.prepared) for i in batch],
+                    [(i.key, i.prepared) for i in batch if i.prepared is not None],
                     targets,
                     search_index=self.search_index,
                     ceilings=self.ceilings,

@@ -22,6 +22,7 @@ from .services.errors import DomainError
 
 ENVIRONMENTS = ("development", "production")
 REGISTRATION_MODES = ("open", "invite", "closed")
+COMMITTERS = ("process", "thread")
 RATELIMIT_SCHEMES = ("memory://", "redis://", "rediss://", "redis+sentinel://")
 _EXTENSION = "formrelay.settings"
 DERIVED = "derived"  # metadata of a Settings field that no variable sets
@@ -110,6 +111,9 @@ class Settings:
     retention_days: int = 0
     # Keep the search index at ingest (off only to measure ingest without it).
     search_index: bool = True
+    # Who stores the submissions web processes accept: one process for the machine
+    # (formrelay.committer), or a thread in each web process.
+    committer: str = "process"
 
     worker_batch_size: int = 20
     send_rate: float = 0.0
@@ -225,6 +229,7 @@ FIELD_TO_VAR = {
     "attach_total_bytes": "FORMRELAY_ATTACH_TOTAL_BYTES",
     "retention_days": "FORMRELAY_RETENTION_DAYS",
     "search_index": "FORMRELAY_SEARCH_INDEX",
+    "committer": "FORMRELAY_COMMITTER",
     "worker_batch_size": "FORMRELAY_WORKER_BATCH_SIZE",
     "send_rate": "FORMRELAY_SEND_RATE",
     "worker_poll_seconds": "FORMRELAY_WORKER_POLL_SECONDS",
@@ -330,6 +335,10 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
         raise ConfigError(
             f"FORMRELAY_REGISTRATION must be one of {', '.join(REGISTRATION_MODES)}, "
             f"not {s.registration!r}"
+        )
+    if s.committer not in COMMITTERS:
+        raise ConfigError(
+            f"FORMRELAY_COMMITTER must be one of {', '.join(COMMITTERS)}, not {s.committer!r}"
         )
     if not s.ratelimit_storage_uri.startswith(RATELIMIT_SCHEMES):
         raise ConfigError(

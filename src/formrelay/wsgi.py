@@ -5,6 +5,7 @@ import sys
 from dotenv import find_dotenv, load_dotenv
 
 from . import create_app
+from .ingest import group_commit
 from .settings import ConfigError
 
 # A .env in the working directory (where the server runs), for development; real env wins.
@@ -14,3 +15,5 @@ try:
 except ConfigError as exc:
     print(f"formrelay: configuration error: {exc}", file=sys.stderr)
     sys.exit(2)
+# The machine's committer, started now rather than by the first submission (formrelay.committer).
+group_commit(app).start()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from ..servers import wait_until
@@ -85,3 +88,69 @@ def wait_for_success(load: Load, since: float, outages: list[float], timeout: fl
     gap = load.first_success_after(since)
     assert gap is not None
     outages.append(gap)
+
+
+def committers(database_url: str) -> list[int]:
+    """The pids of the committer processes serving the stack on `database_url` (each has
+    the environment of the web process that started it)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"formrelay.committer" not in f.read():
+                    continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if f"DATABASE_URL={database_url}".encode() in f.read().split(b"\0"):
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_kill_9_of_the_committer_under_load_loses_no_acknowledged_submission(
+    backend, request, mail, stacks, report, tmp_path
+):
+    database_url = request.getfixturevalue(f"{backend}_url")
+    key = create_form(database_url, tmp_path / "instance")
+    stack = stacks(database_url, mail.port)
+    stack.web()
+    stack.worker()
+    # Each web process may start one; the second finds the address taken and exits.
+    wait_until(lambda: len(committers(database_url)) == 1, 20, lambda: "no one committer")
+    load = Load(stack.form_url(key), duration=LOAD_SECONDS).start()
+    kills = 0
+    outages: list[float] = []
+    for at in (2.0, 5.0, 8.0):
+        load.at(at)
+        running = committers(database_url)
+        assert len(running) == 1, running
+        os.kill(running[0], signal.SIGKILL)
+        killed_at = load.elapsed()
+        kills += 1
+        wait_for_success(load, killed_at, outages)
+        # The web processes store their own meanwhile, and start another committer.
+        wait_until(lambda: len(committers(database_url)) == 1, 20, lambda: "no one again")
+    load.join()
+    ledger = settle(database_url, load.acked, mail)
+    report(
+        f"kill-9-committer[{backend}]",
+        attempts=sum(load.outcomes().values()),
+        acknowledged=ledger.acknowledged,
+        stored=ledger.stored,
+        stored_unacknowledged=ledger.stored_unacknowledged,
+        delivered=ledger.delivered,
+        lost=ledger.lost,
+        duplicated=ledger.duplicated,
+        committer_kills=kills,
+        outage_s="/".join(f"{s:.2f}" for s in outages),
+        outcomes=dict(load.outcomes()),
+    )
+    assert not load.problems
+    assert ledger.acknowledged > 100, "too little load to prove anything"
+    assert ledger.lost == 0, f"lost: {ledger.missing}"
+    assert ledger.duplicated == 0  # the worker was not touched
+    assert set(ledger.statuses) == {"sent"}
+    # A batch the committer took and never answered is a 503 (it may be stored), nothing else.
+    assert {status for status, _, _ in load.refusals} <= {503}, load.refusals

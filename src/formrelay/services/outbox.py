@@ -100,6 +100,9 @@ HOUR = 3600
 TARGET_SECONDS = 5.0
 # Forms this process changed (their ORM rows flushed): id -> when (time.monotonic()).
 _changed: dict[int, float] = {}
+# In a Session's info while its transaction has changed forms (formrelay.ingest tells the
+# machine's committer once it commits).
+FORMS_CHANGED = "formrelay_forms_changed"
 
 
 @event.listens_for(Session, "after_flush")
@@ -112,12 +115,27 @@ def _note_changed_forms(session: Session, context: object) -> None:
             identity = inspect(obj).identity
             if identity:
                 _changed[int(identity[0])] = now
+                session.info[FORMS_CHANGED] = True
         elif isinstance(obj, Recipient):
             form_id = inspect(obj).dict.get("form_id")
             if form_id is not None:
                 _changed[int(form_id)] = now
+                session.info[FORMS_CHANGED] = True
     if len(_changed) > 10_000:
         _changed.clear()
+
+
+def changed_forms_since(when: float) -> list[int]:
+    """The ids of the forms this process changed at or after `when` (time.monotonic())."""
+    return [form_id for form_id, at in _changed.items() if at >= when]
+
+
+def note_changed_forms(form_ids: Iterable[int]) -> None:
+    """Mark forms changed elsewhere (the machine's committer hears of them from the web
+    processes) as changed now: their cached targets are read again."""
+    now = time.monotonic()
+    for form_id in form_ids:
+        _changed[form_id] = now
 
 
 class TargetCache:

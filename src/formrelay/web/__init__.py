@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import UnicodeConverter
 
 from ..extensions import csrf, limiter, login_manager
 from ..settings import Settings
@@ -26,8 +27,20 @@ class CookieSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+class NoNulConverter(UnicodeConverter):
+    """A path segment (a form's key, a token): not one with a NUL in it, which no key holds
+    and which PostgreSQL refuses in a query's text (a 503 for /f/%00, found by the fuzzer):
+    such a path matches no route, a 404."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.regex = self.regex.replace("[^/]", "[^/\\x00]")  # UnicodeConverter's, less NUL
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     """Sessions, proxies, CORS for the public endpoint, the blueprints and error handlers."""
+    app.url_map.converters["default"] = NoNulConverter
+    app.url_map.converters["string"] = NoNulConverter
     app.secret_key = settings.secret_key
     app.session_interface = CookieSessions()
     if settings.trusted_proxies:
