@@ -105,6 +105,15 @@ def test_concurrent_submissions_share_the_committers_transactions(client, app):
     assert stored() == (20, ["owner@example.com"] * 20)
 
 
+def test_the_committer_counts_the_rate_limits_and_refuses_past_them(client, app):
+    form = make_form(db.session, rate_limit="2/minute")
+    answers = [post_json(client, form.key, {"message": f"{i}"}) for i in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[2].json["errors"][0]["code"] == "RATE_LIMITED"
+    assert 0 < int(answers[2].headers["Retry-After"]) <= 60
+    assert stored()[0] == 2
+
+
 def test_a_form_disabled_elsewhere_is_refused_by_the_committer(client, app, elsewhere):
     form = make_form(db.session)
     assert post_json(client, form.key, {"message": "cached now"}).status_code == 200

@@ -290,7 +290,7 @@ def serve(settings: Any, database: str, idle_seconds: float = IDLE_SECONDS) -> i
             if wake_r in ready:
                 os.read(wake_r, 4096)
             asked: list[tuple[Connection, int]] = []
-            items: list[tuple[str, Any]] = []
+            items: list[tuple[str, Any, Any]] = []
             for client in ready:
                 if not isinstance(client, Connection):
                     continue

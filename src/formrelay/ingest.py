@@ -27,7 +27,7 @@ from .db import database_away, writer_lock
 from .extensions import db
 from .services import field_names
 from .services.counters import SharedCounters
-from .services.errors import FormDisabled, FormNotFound
+from .services.errors import DomainError, FormDisabled, FormNotFound
 from .services.outbox import (
     FORMS_CHANGED,
     NotificationCeilings,
@@ -36,6 +36,7 @@ from .services.outbox import (
     store_submissions,
 )
 from .services.outbox_sql import DriverWriter
+from .services.rate_limits import Counted, check_many
 from .services.submissions import PreparedSubmission
 from .settings import get_settings
 
@@ -48,12 +49,18 @@ def init_app(app: Flask) -> None:
     with app.app_context():
         settings = get_settings(app)
         # Counted only for forms with a ceiling: with none set anywhere, nothing is counted.
+        counters = SharedCounters(settings.ratelimit_storage_uri)
         ceilings = NotificationCeilings(
-            SharedCounters(settings.ratelimit_storage_uri),
+            counters,
             settings.notify_limit_per_form,
             settings.notify_limit_global,
         )
-        group = GroupCommit(db.engine, search_index=settings.search_index, ceilings=ceilings)
+        group = GroupCommit(
+            db.engine,
+            search_index=settings.search_index,
+            ceilings=ceilings,
+            counters=counters,
+        )
         url = db.engine.url
         if settings.committer == "process" and url.database not in (None, "", ":memory:"):
             from .committer import RemoteCommitter
@@ -95,6 +102,7 @@ class CommitTimedOut(StorageUnavailable):
 class _Item:
     key: str
     prepared: PreparedSubmission | None  # None: a notice that forms changed
+    counted: Counted | None = None  # its rate limits' windows, counted just before storing
     done: threading.Event = field(default_factory=threading.Event)
     result: StoredSubmission | Exception | None = None
 
@@ -120,8 +128,10 @@ class GroupCommit:
         max_batch: int = 256,
         search_index: bool = True,
         ceilings: NotificationCeilings | None = None,
+        counters: SharedCounters | None = None,
     ) -> None:
         self.engine = engine
+        self.counters = counters
         self.sqlite = engine.dialect.name == "sqlite"
         self.dbapi: Any = engine.dialect.dbapi  # the driver's module: its errors
         self.writer_lock = writer_lock(engine)
@@ -146,13 +156,18 @@ class GroupCommit:
         `formrelay serve` wakes its in-process worker this way."""
         self._listeners.append(listener)
 
-    def accept(self, key: str, prepared: PreparedSubmission) -> StoredSubmission:
+    def accept(
+        self, key: str, prepared: PreparedSubmission, counted: Counted | None = None
+    ) -> StoredSubmission:
         """Store the submission for the form with this key and commit; blocks until durable.
 
-        Raises FormNotFound or FormDisabled for the form, StorageUnavailable when the
+        With `counted`, it is first counted in its rate limits' windows, with the rest of
+        its batch in one call to the counters (services.rate_limits.check_many).
+
+        Raises RateLimited, FormNotFound or FormDisabled, StorageUnavailable when the
         database could not commit.
         """
-        item = _Item(key, prepared)
+        item = _Item(key, prepared, counted)
         with self._ready:
             self._ensure_committer()
             self._queue.append(item)
@@ -220,17 +235,21 @@ class GroupCommit:
             if self.remote is not None:
                 self.remote.close()
 
-    def store_now(self, batch: list[tuple[str, PreparedSubmission]]) -> list[object]:
-        """Store `batch` in this thread, as the committer thread would: for the machine's
-        committer process. Each result is a StoredSubmission or the exception to raise
-        (one a web process can rebuild: a bug of ours answers 500 there, logged here)."""
-        items = [_Item(key, prepared) for key, prepared in batch]
-        self._commit_here(items)  # (their events are nobody's)
+    def store_now(
+        self, batch: list[tuple[str, PreparedSubmission, Counted | None]]
+    ) -> list[object]:
+        """Count and store `batch` in this thread, as the committer thread would: for the
+        machine's committer process. Each result is a StoredSubmission or the exception to
+        raise (one a web process can rebuild: a bug of ours answers 500 there, logged here)."""
+        items = [_Item(key, prepared, counted) for key, prepared, counted in batch]
+        to_store = self._count(items)
+        if to_store:
+            self._commit_here(to_store)  # (their events are nobody's)
         results: list[object] = []
         for item in items:
             result = item.result
             if isinstance(result, Exception) and not isinstance(
-                result, FormNotFound | FormDisabled | StorageUnavailable
+                result, DomainError | StorageUnavailable
             ):
                 log.error("storing a submission failed", exc_info=result)
                 result = RuntimeError(f"the committer failed: {result!r}")
@@ -242,7 +261,9 @@ class GroupCommit:
         try:
             forwarded = self.remote is not None and self._forward(batch)
             if batch and not forwarded:
-                self._commit_here(batch)
+                to_store = self._count(batch)
+                if to_store:
+                    self._commit_here(to_store)
         finally:
             for item in queued:
                 item.done.set()
@@ -255,7 +276,7 @@ class GroupCommit:
             self.remote.forms_changed()
             return True
         try:
-            results = self.remote.store([(i.key, i.prepared) for i in batch])
+            results = self.remote.store([(i.key, i.prepared, i.counted) for i in batch])
         except Unanswered as exc:
             log.error("the committer took %d submissions and did not answer: %s", len(batch), exc)
             for item in batch:
@@ -268,6 +289,21 @@ class GroupCommit:
         if any(isinstance(r, StoredSubmission) for r in results):
             self._notify()
         return True
+
+    def _count(self, batch: list[_Item]) -> list[_Item]:
+        """Count the batch's submissions in their rate limits' windows, in one call to the
+        counters; those past a limit get RateLimited. Returns the others, to store."""
+        limited = [i for i in batch if i.counted is not None]
+        if not limited or self.counters is None:
+            return batch
+        try:
+            verdicts = check_many(self.counters, [i.counted for i in limited if i.counted])
+        except Exception:  # a bug of ours: a limit must never lose mail
+            log.exception("counting %d submissions failed; storing them uncounted", len(batch))
+            return batch
+        for item, verdict in zip(limited, verdicts, strict=True):
+            item.result = verdict
+        return [i for i in batch if i.result is None]
 
     def _commit_here(self, batch: list[_Item]) -> None:
         try:

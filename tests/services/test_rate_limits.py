@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from formrelay.services.counters import SharedCounters
-from formrelay.services.rate_limits import RateLimited, count
+from formrelay.services.rate_limits import RateLimited, check_many, count, counted
 
 
 @pytest.fixture
@@ -39,3 +39,24 @@ def test_a_limit_of_several_windows_refuses_at_the_first_full_one(counters):
     with pytest.raises(RateLimited) as refused:
         count(counters, "192.0.2.1", limits)
     assert 0 < refused.value.retry_after <= 60
+
+
+def test_a_batch_counts_in_one_call_and_in_order(counters, monkeypatch):
+    # Group commit counts a batch at once: three from one address against 2/minute are
+    # the first two accepted and the third refused, as one by one.
+    calls = []
+    real = counters.incr_many
+    monkeypatch.setattr(counters, "incr_many", lambda c, *a: calls.append(c) or real(c, *a))
+    one = counted("192.0.2.1", [("form:a", "2/minute")])
+    other = counted("192.0.2.9", [("form:a", "2/minute")])
+    verdicts = check_many(counters, [one, other, one, one])
+    assert [type(v).__name__ for v in verdicts] == ["NoneType"] * 3 + ["RateLimited"]
+    assert len(calls) == 1
+    assert 0 < verdicts[3].retry_after <= 60
+
+
+def test_a_refusal_crosses_processes_whole():
+    import pickle
+
+    again = pickle.loads(pickle.dumps(RateLimited(42)))
+    assert (type(again), again.retry_after, again.code) == (RateLimited, 42, "RATE_LIMITED")

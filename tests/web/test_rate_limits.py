@@ -54,6 +54,40 @@ def test_a_forms_own_limit_refuses_the_next_post_with_retry_after_in_both_shapes
     assert accepted(r)
 
 
+def test_refused_posts_count_and_a_reached_limit_answers_429_before_anything_else(client, app):
+    form = make_form(db.session, rate_limit="3/minute")
+    bad_next = {"message": "hi", "_next": "javascript:alert(1)"}
+    assert post_json(client, form.key, bad_next).status_code == 400  # counted: 1
+    too_big = "x" * (200 * 1024)
+    assert post_json(client, form.key, {"message": too_big}).status_code == 413  # 2
+    assert accepted(post_json(client, form.key, {"message": "fine"}))  # 3, stored
+    # Past the limit, whatever the post: a flood learns nothing but to wait.
+    for data in ({"message": "fine"}, bad_next, {"message": too_big}):
+        assert post_json(client, form.key, data).status_code == 429
+    assert len(stored()) == 1
+
+
+def test_the_submissions_of_one_batch_are_counted_together_in_order(app):
+    # Group commit counts a batch in one call: of five at once against 2/minute, two are
+    # stored and three refused, as if they had come one by one.
+    import threading
+
+    key = make_form(db.session, rate_limit="2/minute").key
+    statuses: list[int] = []
+
+    def post() -> None:
+        with app.app_context():
+            statuses.append(post_json(app.test_client(), key, {"message": "at once"}).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200, 200, 429, 429, 429]
+    assert len(stored()) == 2
+
+
 @pytest.fixture
 def app_config(app_config, request):
     return {**app_config, **getattr(request, "param", {})}

@@ -5,8 +5,10 @@ windows, as Flask-Limiter counts them: `limits`, its engine, parses them and nam
 keys. Flask-Limiter asks its storage once per window, though, and a submission under the
 default limits counts in four (the form's two, the address's two over all forms): four
 Redis round trips, a quarter of the ingest rate (bench/run.py's spam section). Here one
-call of SharedCounters.incr_many counts them all. The dashboard's log-in, reset and mail
-limits, off the hot path, keep Flask-Limiter.
+call of SharedCounters.incr_many counts them all, and `check_many` counts a whole batch of
+submissions in that one call: group commit counts each batch just before storing it
+(formrelay.ingest). The dashboard's log-in, reset and mail limits, off the hot path, keep
+Flask-Limiter.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 from limits import RateLimitItem, parse_many
@@ -31,6 +34,18 @@ class RateLimited(SubmissionRejected):
         super().__init__("RATE_LIMITED", MESSAGE)
         self.retry_after = retry_after
 
+    def __reduce__(self) -> tuple[type[RateLimited], tuple[int]]:
+        # Rebuilt from its own argument, not SubmissionRejected's: the machine's committer
+        # sends it to the web process (formrelay.committer).
+        return (RateLimited, (self.retry_after,))
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One submission's windows, to count it by: (key, window in seconds, amount allowed)."""
+
+    windows: tuple[tuple[str, int, int], ...]
+
 
 @lru_cache(maxsize=4096)
 def windows(text: str) -> tuple[RateLimitItem, ...]:
@@ -38,29 +53,55 @@ def windows(text: str) -> tuple[RateLimitItem, ...]:
     return tuple(parse_many(text))
 
 
+def counted(client: str, limits: Sequence[tuple[str, str]]) -> Counted:
+    """What a submission from `client` counts in: every window of `limits`, (scope, limit)
+    pairs such as ("form:KEY", "10/minute;200/day")."""
+    return Counted(
+        tuple(
+            (item.key_for("public", scope, client), item.get_expiry(), item.amount)
+            for scope, text in limits
+            for item in windows(text)
+        )
+    )
+
+
 def count(counters: SharedCounters, client: str, limits: Sequence[tuple[str, str]]) -> None:
-    """Count one submission from `client` in every window of `limits`, (scope, limit)
-    pairs such as ("form:KEY", "10/minute;200/day"). Raises RateLimited when any window
-    is past its amount, this submission included; a refused submission counts too, as
-    in Flask-Limiter's fixed windows."""
-    counted = [
-        (item, item.key_for("public", scope, client))
-        for scope, text in limits
-        for item in windows(text)
-    ]
-    values = counters.incr_many([(key, item.get_expiry()) for item, key in counted])
-    full = [
-        (item, key)
-        for (item, key), value in zip(counted, values, strict=True)
-        if value > item.amount
-    ]
-    if full:
-        raise RateLimited(max(_retry_after(counters, item, key) for item, key in full))
+    """Count one submission from `client` in each window of `limits` (see `counted`).
+    Raises RateLimited when any window is past its amount, this submission included; a
+    refused submission counts too, as in Flask-Limiter's fixed windows."""
+    [limited] = check_many(counters, [counted(client, limits)])
+    if limited is not None:
+        raise limited
 
 
-def _retry_after(counters: SharedCounters, item: RateLimitItem, key: str) -> int:
+def check_many(
+    counters: SharedCounters, submissions: Sequence[Counted]
+) -> list[RateLimited | None]:
+    """Count each submission in each of its windows, all in one call to the counters (in
+    order: two from one address in one batch count as two); for each, RateLimited when a
+    window is past its amount, else None."""
+    values = counters.incr_many(
+        [(key, window) for s in submissions for key, window, _ in s.windows]
+    )
+    verdicts: list[RateLimited | None] = []
+    at = 0
+    for s in submissions:
+        full = [
+            (key, window)
+            for (key, window, allowed), value in zip(
+                s.windows, values[at : at + len(s.windows)], strict=True
+            )
+            if value > allowed
+        ]
+        at += len(s.windows)
+        verdicts.append(
+            RateLimited(max(_retry_after(counters, k, w) for k, w in full)) if full else None
+        )
+    return verdicts
+
+
+def _retry_after(counters: SharedCounters, key: str, window: int) -> int:
     # Never longer than the window (the storage's expiry rounds up to a second), never 0;
     # the whole window when the storage cannot say (it went away meanwhile).
-    window = item.get_expiry()
     left = math.ceil(counters.expires_at(key) - time.time())
     return max(1, min(window, left)) if left > 0 else window

@@ -11,6 +11,7 @@ from werkzeug.exceptions import ClientDisconnected
 from ..extensions import db
 from ..ingest import group_commit
 from ..services.errors import SubmissionRejected
+from ..services.rate_limits import Counted
 from ..services.submissions import SubmissionMeta, check_form
 from ..services.urls import http_url
 from ..settings import get_settings
@@ -27,11 +28,19 @@ bp = Blueprint("public", __name__)
 @bp.post("/f/<key>", provide_automatic_options=False)
 @bp.post("/p/<project>/f/<key>", provide_automatic_options=False)  # with a project id
 def submit(key: str, project: str | None = None) -> Response:
-    screening.count_submission(key)  # before the body is read: a flood costs little
+    # Every post counts in its rate limits, a refused one too, and a limit reached answers
+    # 429 whatever else the post got wrong. A post with files is counted before they are
+    # received (a flood costs little); any other with its batch, by group commit, in one
+    # round trip for the batch; one refused here, here.
+    limits: Counted | None = screening.limits_of(key)
+    multipart = is_multipart(request.content_type)
+    if multipart and limits is not None:
+        screening.count_now(limits)
+        limits = None  # counted
     config = get_settings()
     received: ReceivedFiles | None = None
     try:
-        if is_multipart(request.content_type):  # files (if any) streamed to storage
+        if multipart:  # files (if any) streamed to storage
             payload, received = receive_multipart(request, key, config)
         else:
             body = _read_body(config.max_body_bytes)
@@ -41,14 +50,20 @@ def submit(key: str, project: str | None = None) -> Response:
     except SubmissionRejected:
         if received is not None:
             received.discard()
+        if limits is not None:
+            screening.count_now(limits)
         # A mistyped or disabled form matters more than the fields: say that first. The
         # success path skips this query; group commit checks the form in its transaction.
         check_form(db.session(), key)
         raise
+    except Exception:  # a body too large, cut, or gone: it counts too
+        if limits is not None:
+            screening.count_now(limits)
+        raise
     # Returns once the submission and its deliveries are committed, together: before any 2xx.
     # Its files are removed if that fails, and when it was kept without them (spam).
     with attach_files(received, prepared) as prepared:
-        stored = group_commit().accept(key, prepared)
+        stored = group_commit().accept(key, prepared, limits)
     keep_files(received, stored)
     next_url = stored.next_url or _thanks_url()
     if wants_json(request):

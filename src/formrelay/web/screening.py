@@ -1,8 +1,10 @@
 """The public endpoint's spam and abuse checks, between the parsed body and group commit.
 
-web/public.py calls `count_submission(key)` first, then `prepare(key, fields, meta)` where
-it used to call prepare_submission. The rules themselves live in services/spam.py,
-services/captcha.py and services/akismet.py; this module reads the request for them.
+web/public.py takes `limits_of(key)` (what the post counts in, which group commit counts
+with its batch, or `count_now` for a post that does not reach it), then calls
+`prepare(key, fields, meta)` where it used to call prepare_submission. The rules
+themselves live in services/spam.py, services/captcha.py and services/akismet.py; this
+module reads the request for them.
 """
 
 from __future__ import annotations
@@ -72,20 +74,27 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def count_submission(key: str) -> None:
-    """Count this submission against its form's limit per client address and the
-    address's limit over all forms, in one round trip (services/rate_limits.py). Raises
-    RateLimited: 429 RATE_LIMITED with Retry-After (web/errors.py)."""
+def limits_of(key: str) -> rate_limits.Counted:
+    """What this submission counts in: its form's limit per client address and the
+    address's limit over all forms (services/rate_limits.py)."""
     policy = policy_for(key)
     config = get_settings()
-    rate_limits.count(
-        counters(),
+    return rate_limits.counted(
         client_address(),
         [
             (f"form:{key}", (policy and policy.rate_limit) or config.rate_limit),
             ("all-forms", config.rate_limit_global),
         ],
     )
+
+
+def count_now(submission: rate_limits.Counted) -> None:
+    """Count it here, in one round trip, for a submission that will not reach group
+    commit (which counts the others with their batch). Raises RateLimited: 429
+    RATE_LIMITED with Retry-After (web/errors.py)."""
+    [limited] = rate_limits.check_many(counters(), [submission])
+    if limited is not None:
+        raise limited
 
 
 # -- the checks -----------------------------------------------------------------------------------
