@@ -252,3 +252,19 @@ def test_without_a_committer_setting_each_process_stores_its_own(app_config):
     app = create_app({**app_config, "committer": "thread"})
     assert group_commit(app).remote is None
     assert isinstance(group_commit(app), GroupCommit)
+
+
+def test_sigterm_lets_the_committer_answer_its_web_processes_first(client, app):
+    # A platform stopping everything at once: the web processes still finishing requests
+    # keep their committer until they have gone.
+    form = make_form(db.session)
+    child = group_commit().remote.child
+    assert post_json(client, form.key, {"message": "before"}).status_code == 200
+    child.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert child.poll() is None
+    assert post_json(client, form.key, {"message": "while stopping"}).status_code == 200
+    assert group_commit()._connection is None  # stored by the committer, not here
+    group_commit().close()
+    assert child.wait(timeout=10) == 0
+    assert stored()[0] == 2

@@ -29,6 +29,7 @@ import hmac
 import logging
 import os
 import pickle
+import signal
 import socket
 import struct
 import subprocess
@@ -276,6 +277,11 @@ def serve(settings: Any, database: str, idle_seconds: float = IDLE_SECONDS) -> i
             os.write(wake_w, b".")
 
     threading.Thread(target=accept, name="formrelay-committer-accept", daemon=True).start()
+    # SIGTERM (a platform stopping everything at once, systemd's whole cgroup): serve the
+    # web processes still connected, which are finishing their requests, and exit with
+    # the last of them.
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     log.info("committer %d storing for %s", os.getpid(), group.engine.url)
     idle_since = time.monotonic()
     with app.app_context():
@@ -284,7 +290,7 @@ def serve(settings: Any, database: str, idle_seconds: float = IDLE_SECONDS) -> i
                 watched = list(clients)
             if watched:
                 idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > idle_seconds:
+            elif stopping.is_set() or time.monotonic() - idle_since > idle_seconds:
                 break
             ready = wait([*watched, wake_r], timeout=1.0)
             if wake_r in ready:
