@@ -297,7 +297,9 @@ class GroupCommit:
         if not limited or self.counters is None:
             return batch
         try:
-            verdicts = check_many(self.counters, [i.counted for i in limited if i.counted])
+            verdicts = check_many(
+                self.counters, [i.counted for i in limited if i.counted], alone=True
+            )
         except Exception:  # a bug of ours: a limit must never lose mail
             log.exception("counting %d submissions failed; storing them uncounted", len(batch))
             return batch

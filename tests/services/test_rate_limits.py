@@ -46,7 +46,7 @@ def test_a_batch_counts_in_one_call_and_in_order(counters, monkeypatch):
     # the first two accepted and the third refused, as one by one.
     calls = []
     real = counters.incr_many
-    monkeypatch.setattr(counters, "incr_many", lambda c, *a: calls.append(c) or real(c, *a))
+    monkeypatch.setattr(counters, "incr_many", lambda c, **kw: calls.append(c) or real(c, **kw))
     one = counted("192.0.2.1", [("form:a", "2/minute")])
     other = counted("192.0.2.9", [("form:a", "2/minute")])
     verdicts = check_many(counters, [one, other, one, one])

@@ -176,9 +176,13 @@ class SharedCounters:
         made) and return its value."""
         return self.incr_many([(key, expiry)], amount)[0]
 
-    def incr_many(self, counters: Sequence[tuple[str, int]], amount: int = 1) -> list[int]:
+    def incr_many(
+        self, counters: Sequence[tuple[str, int]], amount: int = 1, *, alone: bool = False
+    ) -> list[int]:
         """Add `amount` to each counter (key, expiry) and return their values, in one
-        round trip to the storage however many they are (shared with other threads')."""
+        round trip to the storage however many they are (shared with other threads'; or,
+        `alone`, made by this thread: for a caller with no others beside it, such as
+        group commit's, which counts whole batches, and would only wait on the hand-over)."""
         keys = [f"{self.key_prefix}:{key}" for key, _ in counters]
         expiries = [expiry for _, expiry in counters]
         now = time.monotonic()
@@ -186,7 +190,9 @@ class SharedCounters:
             return self._in_memory(keys, expiries, amount)
         try:
             storage = self._primary()
-            if isinstance(storage, RedisStorage):
+            if isinstance(storage, RedisStorage) and alone:
+                values = self._in_redis(keys, expiries, [amount] * len(keys))
+            elif isinstance(storage, RedisStorage):
                 values = self._group.count(keys, expiries, amount)
             else:
                 values = [

@@ -75,13 +75,13 @@ def count(counters: SharedCounters, client: str, limits: Sequence[tuple[str, str
 
 
 def check_many(
-    counters: SharedCounters, submissions: Sequence[Counted]
+    counters: SharedCounters, submissions: Sequence[Counted], *, alone: bool = False
 ) -> list[RateLimited | None]:
     """Count each submission in each of its windows, all in one call to the counters (in
     order: two from one address in one batch count as two); for each, RateLimited when a
-    window is past its amount, else None."""
+    window is past its amount, else None. `alone`: see SharedCounters.incr_many."""
     values = counters.incr_many(
-        [(key, window) for s in submissions for key, window, _ in s.windows]
+        [(key, window) for s in submissions for key, window, _ in s.windows], alone=alone
     )
     verdicts: list[RateLimited | None] = []
     at = 0
