@@ -769,3 +769,65 @@ def test_a_delivery_of_an_unknown_channel_ends_dead_saying_so(client, new_worker
     (d,) = deliveries()
     assert (d.status, d.last_error) == ("dead", "no delivery channel 'pigeon' is registered")
     assert outbox.sent == []
+
+
+def test_a_claim_takes_the_longest_waiting_due_rows_of_every_kind_first(app, clock):
+    # Pending, failed, a lease run out, a dead worker's row: the oldest by next_attempt_at,
+    # at most the batch, whatever kind they are (on SQLite each kind is read apart).
+    from formrelay.worker.claims import claim_due_deliveries
+
+    gone = dead_worker(clock, silent_for=600)
+    me = WorkerIdentity(host="me.example", pid=1, started_at=clock.now)  # alive: it claims
+    ago = [clock.now - timedelta(minutes=m) for m in range(10)]
+    rows = {
+        "pending-9": make_delivery(db.session, next_attempt_at=ago[9]),
+        "failed-8": make_delivery(db.session, status="failed", next_attempt_at=ago[8]),
+        "expired-7": make_delivery(
+            db.session,
+            status="sending",
+            next_attempt_at=ago[7],
+            leased_by=me.id,  # its own earlier claim, whose lease ran out
+            lease_expires_at=ago[1],
+        ),
+        "orphaned-6": make_delivery(
+            db.session,
+            status="sending",
+            next_attempt_at=ago[6],
+            leased_by=gone,
+            lease_expires_at=clock.now + timedelta(minutes=5),
+        ),
+        "pending-5": make_delivery(db.session, next_attempt_at=ago[5]),
+        "pending-1": make_delivery(db.session, next_attempt_at=ago[1]),
+        "failed-later": make_delivery(
+            db.session, status="failed", next_attempt_at=clock.now + timedelta(minutes=1)
+        ),
+    }
+    rows["both-20"] = make_delivery(  # a dead worker's, its lease run out too: one row
+        db.session,
+        status="sending",
+        next_attempt_at=clock.now - timedelta(minutes=20),
+        leased_by=gone,
+        lease_expires_at=ago[1],
+    )
+    ids = {name: row.id for name, row in rows.items()}
+    claimed = claim_due_deliveries(
+        db.session(),
+        worker=me,
+        limit=5,
+        lease_seconds=300,
+        grace_seconds=15,
+        now=clock.now,
+        max_attempts=13,
+    )
+    expected = ["both-20", "pending-9", "failed-8", "expired-7", "orphaned-6"]
+    assert sorted(c.delivery_id for c in claimed) == sorted(ids[n] for n in expected)
+    rest = claim_due_deliveries(
+        db.session(),
+        worker=me,
+        limit=5,
+        lease_seconds=300,
+        grace_seconds=15,
+        now=clock.now,
+        max_attempts=13,
+    )
+    assert sorted(c.delivery_id for c in rest) == sorted([ids["pending-5"], ids["pending-1"]])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, exists, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from ..db import begin_write, locks_whole_database
@@ -48,6 +48,32 @@ def orphaned(now: datetime, grace_seconds: float) -> ColumnElement[bool]:
     return and_(D.status == S.SENDING, D.leased_by.is_not(None), ~alive)
 
 
+def _first_due_sqlite(now: datetime, grace_seconds: float, limit: int) -> Select[tuple[int]]:
+    """The first `limit` due rows by next_attempt_at, as one ORDER BY over `_due` would
+    give them, but each kind of due row read from its index in order and no further than
+    `limit`: SQLite's plan for the OR (a MULTI-INDEX OR, then a sort) read every due row
+    for each claim, under the write lock, a few ms with a 100,000-row backlog while group
+    commit waited (the bench's worker run: 1,554 submissions/s with that backlog, 2,137
+    without)."""
+    kinds = [
+        and_(D.status == S.PENDING, D.next_attempt_at <= now),
+        and_(D.status == S.FAILED, D.next_attempt_at <= now),
+        and_(D.status == S.SENDING, D.lease_expires_at <= now),
+        orphaned(now, grace_seconds),
+    ]
+    each = [
+        select(D.id, D.next_attempt_at)
+        .where(kind)
+        .order_by(D.next_attempt_at)
+        .limit(limit)
+        .subquery()
+        for kind in kinds
+    ]
+    # UNION, not ALL: a dead worker's row whose lease ran out is of two kinds.
+    first = union(*(select(q.c.id, q.c.next_attempt_at) for q in each)).subquery()
+    return select(first.c.id).order_by(first.c.next_attempt_at).limit(limit)
+
+
 def _due(now: datetime, grace_seconds: float) -> ColumnElement[bool]:
     return or_(
         and_(D.status.in_([S.PENDING, S.FAILED]), D.next_attempt_at <= now),
@@ -73,10 +99,16 @@ def claim_due_deliveries(
     for ever.
     """
     due = _due(now, grace_seconds)
-    candidates = select(D.id).where(due).order_by(D.next_attempt_at).limit(limit)
     if not locks_whole_database(session):  # PostgreSQL: workers skip each other's rows
-        candidates = candidates.with_for_update(skip_locked=True)
+        candidates = (
+            select(D.id)
+            .where(due)
+            .order_by(D.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
     else:
+        candidates = _first_due_sqlite(now, grace_seconds, limit)
         # SQLite has one write lock for the whole database, and a transaction that has read
         # and then writes cannot wait for it (see db.begin_write): an idle poll looks first,
         # and takes the lock only when there is something to claim.
