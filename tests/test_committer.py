@@ -268,3 +268,19 @@ def test_sigterm_lets_the_committer_answer_its_web_processes_first(client, app):
     group_commit().close()
     assert child.wait(timeout=10) == 0
     assert stored()[0] == 2
+
+
+def test_a_bug_while_handing_a_batch_over_fails_that_batch_only(client, app, monkeypatch):
+    form = make_form(db.session)
+    remote = group_commit().remote
+    real = remote.store
+
+    def broken(batch):
+        monkeypatch.setattr(remote, "store", real)  # once
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(remote, "store", broken)
+    client.application.config["PROPAGATE_EXCEPTIONS"] = False
+    assert post_json(client, form.key, {"message": "hit by the bug"}).status_code == 500
+    assert post_json(client, form.key, {"message": "after"}).status_code == 200  # thread alive
+    assert stored()[0] == 1

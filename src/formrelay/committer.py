@@ -149,9 +149,10 @@ class RemoteCommitter:
         stays open (the committer lives while web processes are connected to it)."""
         self._connect(spawn=True)
 
-    def store(self, batch: Sequence[tuple[str, Any]]) -> list[Any] | None:
-        """What became of each (key, prepared submission) of the batch, in order, as the
-        committer stored them; None when no committer took it (the caller stores it).
+    def store(self, batch: Sequence[tuple[Any, ...]]) -> list[Any] | None:
+        """What became of each (key, prepared submission, its rate limits' windows) of the
+        batch, in order, as the committer counted and stored them; None when no committer
+        took it (the caller stores it).
 
         Raises Unanswered when the committer took the batch and its answer was lost.
         """
@@ -170,7 +171,7 @@ class RemoteCommitter:
             self._connection = None
 
     def _ask(
-        self, batch: list[tuple[str, Any]], *, spawn: bool, wait_seconds: float | None = None
+        self, batch: list[tuple[Any, ...]], *, spawn: bool, wait_seconds: float | None = None
     ) -> list[Any] | None:
         from .services.outbox import changed_forms_since
 

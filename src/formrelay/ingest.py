@@ -264,6 +264,11 @@ class GroupCommit:
                 to_store = self._count(batch)
                 if to_store:
                     self._commit_here(to_store)
+        except Exception as exc:  # a bug of ours: those waiting answer 500; the thread goes on
+            log.exception("group commit failed for %d submissions", len(batch))
+            for item in batch:
+                if item.result is None:
+                    item.result = exc
         finally:
             for item in queued:
                 item.done.set()
