@@ -238,14 +238,41 @@ def test_the_committer_exits_once_no_web_process_is_connected(app):
     assert child.returncode == 0
 
 
-def test_a_second_committer_for_the_same_address_exits_at_once(app):
+def test_of_web_processes_starting_at_once_exactly_one_starts_a_committer(app, app_config):
+    # Each takes the address before it starts one: the others find it taken.
     remote = group_commit().remote
     first = remote.child
-    remote._spawned_at = -committer.SPAWN_EVERY_SECONDS
-    remote._spawn()
-    assert remote.child is not first
-    assert remote.child.wait(timeout=15) == 1  # the address was taken
+    others = [group_commit(create_app({**app_config, "committer": "process"})).remote]
+    others.append(remote)
+    for other in others:
+        other._spawned_at = -committer.SPAWN_EVERY_SECONDS
+        other._spawn()
+    assert remote.child is first and others[0].child is None
     assert first.poll() is None and reachable(remote)
+
+
+def test_web_processes_connecting_while_the_committer_starts_wait_for_it(app_config):
+    # Connections made between the address being taken and the committer's first accept
+    # wait in the socket's backlog.
+    apps = [create_app({**app_config, "committer": "process"}) for _ in range(3)]
+    remotes = [group_commit(a).remote for a in apps]
+    for r in remotes:
+        r.idle_seconds = 1.0
+    remotes[0]._spawn()
+    connected = [r._connect(spawn=True) for r in remotes]  # at once, before it has loaded
+    assert all(c is not None for c in connected)
+    assert [r.child is not None for r in remotes] == [True, False, False]
+    with apps[0].app_context():
+        form = make_form(db.session)
+        assert post_json(apps[0].test_client(), form.key, {"message": "hi"}).status_code == 200
+        assert group_commit(apps[0])._connection is None  # the committer stored it
+    for a in apps:
+        group_commit(a).close()
+    assert remotes[0].child.wait(timeout=15) == 0
+    for a in apps:
+        with a.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 def test_without_a_committer_setting_each_process_stores_its_own(app_config):

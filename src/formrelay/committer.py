@@ -10,9 +10,10 @@ transaction (the same code: GroupCommit.store_now) and answers each. The promise
 unchanged: a web process answers 2xx only once this process has said that the
 transaction holding the submission committed.
 
-The first web process that finds no committer starts one (`python -m
-formrelay.committer`, the settings on its stdin); another started at the same moment
-finds the address taken and exits before it loads anything. The committer exits once no
+The first web process that finds no committer takes the address (binds the socket) and
+starts one (`python -m formrelay.committer`, the socket passed down, the settings on its
+stdin); another finding the address taken starts none, and its connection waits in the
+socket's backlog until the committer accepts it. The committer exits once no
 web process has been connected for IDLE_SECONDS. A web process that cannot reach a
 committer stores its batch itself, as before, so that the service never depends on this
 process being up; a batch whose answer was lost (the committer killed during its
@@ -216,16 +217,28 @@ class RemoteCommitter:
         if now - self._spawned_at < SPAWN_EVERY_SECONDS:
             return
         self._spawned_at = now
+        # The address is taken here, before the child starts: of web processes starting
+        # at once, exactly one starts a committer, and the others' connections wait in
+        # the socket's backlog until it accepts them.
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            server.bind(self.address)
+        except OSError:  # another committer has it, or is starting
+            server.close()
+            return
+        try:
+            server.listen(64)
             child = subprocess.Popen(
                 [sys.executable, "-m", "formrelay.committer"],
                 stdin=subprocess.PIPE,
+                pass_fds=(server.fileno(),),
                 start_new_session=True,  # a Ctrl-C to the server is none to the committer
             )
             assert child.stdin is not None
             child.stdin.write(
                 pickle.dumps(
-                    (self.settings, self.database, self.idle_seconds), pickle.HIGHEST_PROTOCOL
+                    (self.settings, self.database, self.idle_seconds, server.fileno()),
+                    pickle.HIGHEST_PROTOCOL,
                 )
             )
             child.stdin.close()
@@ -235,23 +248,20 @@ class RemoteCommitter:
             log.info("started the committer (pid %d)", child.pid)
             self.child = child
             threading.Thread(target=child.wait, daemon=True).start()  # reaped when it exits
+        finally:
+            server.close()  # the child's copy is the committer's
 
 
-def serve(settings: Any, database: str, idle_seconds: float = IDLE_SECONDS) -> int:
-    """Store the batches web processes send until none has been connected for
-    `idle_seconds`. Returns 0, or 1 when another committer has the address already."""
+def serve(settings: Any, database: str, idle_seconds: float, listening: int) -> int:
+    """Store the batches web processes send to the socket `listening` (a descriptor, bound
+    and listening: the web process that started this one took the address) until none has
+    been connected for `idle_seconds`. Returns 0."""
     from . import create_app
     from .ingest import group_commit
     from .services.outbox import note_changed_forms
     from .settings import DERIVED
 
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:  # the address first: a committer started beside another exits before it loads
-        server.bind(address(database, settings))
-    except OSError:
-        server.close()
-        return 1
-    server.listen(64)
+    server = socket.socket(fileno=listening)
     key = authkey(settings.secret_key)
     given = {
         f.name: getattr(settings, f.name)
@@ -326,8 +336,8 @@ def serve(settings: Any, database: str, idle_seconds: float = IDLE_SECONDS) -> i
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings, database, idle_seconds = pickle.load(sys.stdin.buffer)
-    return serve(settings, database, idle_seconds)
+    settings, database, idle_seconds, listening = pickle.load(sys.stdin.buffer)
+    return serve(settings, database, idle_seconds, listening)
 
 
 if __name__ == "__main__":
