@@ -152,15 +152,22 @@ def test_a_killed_committer_loses_nothing_and_another_takes_over(client, app, mo
     assert stored()[0] == 3
 
 
-def test_a_batch_whose_answer_is_lost_is_a_503_never_a_2xx(app_config, monkeypatch):
-    # A committer that reads the batch and dies before answering: the submission may be
-    # stored, so the client must not be told it was, nor that it was not.
+def at_the_committers_address(app_config, monkeypatch):
+    """An app that hands its batches to a committer, and a listening socket of the test's
+    at that committer's address (the app starts none of its own)."""
     app = create_app({**app_config, "committer": "process"})
     remote = group_commit(app).remote
     monkeypatch.setattr(remote, "_spawn", lambda: None)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(remote.address)
     server.listen(8)
+    return app, remote, server
+
+
+def test_a_batch_whose_answer_is_lost_is_a_503_never_a_2xx(app_config, monkeypatch):
+    # A committer that reads the batch and dies before answering: the submission may be
+    # stored, so the client must not be told it was, nor that it was not.
+    app, remote, server = at_the_committers_address(app_config, monkeypatch)
 
     def read_and_vanish() -> None:
         while True:
@@ -190,12 +197,7 @@ def test_a_committer_that_does_not_answer_holds_nothing_up(app_config, monkeypat
     # Something at the committer's address that accepts and says nothing: the handshake
     # gives up within HANDSHAKE_SECONDS and the web process stores the batch itself.
     monkeypatch.setattr(committer, "HANDSHAKE_SECONDS", 0.3)
-    app = create_app({**app_config, "committer": "process"})
-    remote = group_commit(app).remote
-    monkeypatch.setattr(remote, "_spawn", lambda: None)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(remote.address)
-    server.listen(8)
+    app, _, server = at_the_committers_address(app_config, monkeypatch)
     with app.app_context():
         form = make_form(db.session)
         r = post_json(app.test_client(), form.key, {"message": "stored here"})

@@ -810,24 +810,22 @@ def test_a_claim_takes_the_longest_waiting_due_rows_of_every_kind_first(app, clo
         lease_expires_at=ago[1],
     )
     ids = {name: row.id for name, row in rows.items()}
-    claimed = claim_due_deliveries(
-        db.session(),
-        worker=me,
-        limit=5,
-        lease_seconds=300,
-        grace_seconds=15,
-        now=clock.now,
-        max_attempts=13,
-    )
+    def claim() -> list[int]:
+        return sorted(
+            c.delivery_id
+            for c in claim_due_deliveries(
+                db.session(),
+                worker=me,
+                limit=5,
+                lease_seconds=300,
+                grace_seconds=15,
+                now=clock.now,
+                max_attempts=13,
+            )
+        )
+
+    claimed = claim()
     expected = ["both-20", "pending-9", "failed-8", "expired-7", "orphaned-6"]
-    assert sorted(c.delivery_id for c in claimed) == sorted(ids[n] for n in expected)
-    rest = claim_due_deliveries(
-        db.session(),
-        worker=me,
-        limit=5,
-        lease_seconds=300,
-        grace_seconds=15,
-        now=clock.now,
-        max_attempts=13,
-    )
-    assert sorted(c.delivery_id for c in rest) == sorted([ids["pending-5"], ids["pending-1"]])
+    assert claimed == sorted(ids[n] for n in expected)
+    rest = claim()
+    assert rest == sorted([ids["pending-5"], ids["pending-1"]])
