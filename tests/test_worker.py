@@ -810,6 +810,7 @@ def test_a_claim_takes_the_longest_waiting_due_rows_of_every_kind_first(app, clo
         lease_expires_at=ago[1],
     )
     ids = {name: row.id for name, row in rows.items()}
+
     def claim() -> list[int]:
         return sorted(
             c.delivery_id
