@@ -44,8 +44,10 @@ from typing import Any
 
 log = logging.getLogger("formrelay.committer")
 
-# The committer exits after this long with no web process connected.
-IDLE_SECONDS = 10.0
+# The committer exits after this long with no web process connected: long enough to stay
+# through a server's restart, short enough not to hold a finished script's output open
+# (the committer writes its log to the web process's stdout and stderr).
+IDLE_SECONDS = 2.0
 # A web process starts a committer at most this often (one may be starting already).
 SPAWN_EVERY_SECONDS = 5.0
 # A notice that forms changed waits at most this long for the committer.
