@@ -76,10 +76,6 @@ class PostgresDatabases:
     each test."""
 
     name = "postgresql"
-    TABLES = (
-        "used_tokens, workers, deliveries, submissions, recipients, forms, users, roles, "
-        "suppressions, ses_events, sns_messages, send_rates"
-    )
 
     def __init__(self, url: str, root: Path) -> None:
         self.url = normalize_database_url(url, root)
@@ -90,10 +86,33 @@ class PostgresDatabases:
         engine.dispose()
         _migrate(self.url, root / "instance")
         self.engine = create_engine(self.url)
+        with self.engine.connect() as conn:
+            tables = set(
+                conn.scalars(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                        " AND tablename <> 'alembic_version'"
+                    )
+                )
+            )
+            self.sequences = list(
+                conn.scalars(
+                    text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
+                )
+            )
+        # Children before parents, so that each DELETE finds nothing referring to its rows.
+        ordered = [t.name for t in reversed(db.metadata.sorted_tables)]
+        assert tables <= set(ordered), f"tables the models do not know: {tables - set(ordered)}"
+        self.tables = [t for t in ordered if t in tables]
 
     def fresh(self, tmp_path: Path) -> str:
+        # DELETE, not TRUNCATE: a TRUNCATE of the schema's tables cost each test about 70
+        # ms, their DELETEs (a few rows each) about 5.
         with self.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {self.TABLES} RESTART IDENTITY CASCADE"))
+            for table in self.tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+            for sequence in self.sequences:
+                conn.execute(text(f"SELECT setval('{sequence}', 1, false)"))
             conn.execute(text("INSERT INTO roles (name) VALUES ('admin'), ('member')"))
         # Ids start again: what this process saw committed before is not true any more.
         field_names.forget()

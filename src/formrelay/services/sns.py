@@ -124,9 +124,17 @@ class HTTPSFetcher:
         connect_to: Callable[[str, int], tuple[str, int]] | None = None,
         timeout: float = FETCH_TIMEOUT_SECONDS,
     ) -> None:
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        self._ssl_context = ssl_context
         self.connect_to = connect_to
         self.timeout = timeout
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        # Made at the first fetch: loading the system's CAs takes 20 ms, which every app
+        # (each web and worker process, each CLI command) would pay at start for nothing.
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
 
     def __call__(self, url: str) -> bytes:
         parts = urlsplit(url)
