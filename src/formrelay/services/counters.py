@@ -15,9 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from limits.storage import RedisStorage, Storage, storage_from_string
-from redis.commands.core import Script
+
+if TYPE_CHECKING:  # redis-py (and the cryptography it loads) only where Redis counts
+    from redis.commands.core import Script
 
 log = logging.getLogger("formrelay.counters")
 

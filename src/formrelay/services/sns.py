@@ -26,13 +26,11 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+if TYPE_CHECKING:  # cryptography (about 6 MB a process) is loaded by the first message
+    from cryptography import x509
 
 MESSAGE_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
 # The keys signed, in this order, per message type (AWS: "Verifying the signatures of
@@ -50,7 +48,8 @@ SIGNED_KEYS = {
     ),
 }
 SIGNED_KEYS["UnsubscribeConfirmation"] = SIGNED_KEYS["SubscriptionConfirmation"]
-HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+# SignatureVersion: the hash it signs with (cryptography.hazmat.primitives.hashes).
+HASHES = {"1": "SHA1", "2": "SHA256"}
 AWS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
 # SNS retries a delivery for up to an hour with its default policies; older is a replay.
 MAX_AGE = timedelta(hours=1)
@@ -182,6 +181,8 @@ class CertificateCache:
         if found is not None:
             return found
         try:
+            from cryptography import x509
+
             certificate = x509.load_pem_x509_certificate(self.fetch(url))
         except ValueError as exc:
             raise SNSRejected(f"SigningCertURL does not hold a PEM certificate: {exc}") from None
@@ -216,8 +217,12 @@ class SNSVerifier:
         timestamp = _timestamp(message.get("Timestamp"))
         if timestamp < now - MAX_AGE or timestamp > now + MAX_SKEW:
             raise SNSRejected(f"the message's Timestamp {message['Timestamp']} is not current")
-        algorithm = HASHES.get(str(message.get("SignatureVersion")))
-        if algorithm is None:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+        hash_name = HASHES.get(str(message.get("SignatureVersion")))
+        if hash_name is None:
             raise SNSRejected(f"unknown SignatureVersion {message.get('SignatureVersion')!r}")
         data = string_to_sign(message)
         try:
@@ -231,7 +236,7 @@ class SNSVerifier:
         if not isinstance(key, rsa.RSAPublicKey):
             raise SNSRejected("the signing certificate's key is not RSA")
         try:
-            key.verify(signature, data, padding.PKCS1v15(), algorithm())
+            key.verify(signature, data, padding.PKCS1v15(), getattr(hashes, hash_name)())
         except InvalidSignature:
             raise SNSRejected("the signature does not match the message") from None
         subscribe_url = message.get("SubscribeURL")
