@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:  # cryptography (about 6 MB a process) is loaded by the first message
+if TYPE_CHECKING:  # cryptography (about 8 MB a process) is loaded by the first message
     from cryptography import x509
 
 MESSAGE_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")

@@ -48,6 +48,11 @@ def orphaned(now: datetime, grace_seconds: float) -> ColumnElement[bool]:
     return and_(D.status == S.SENDING, D.leased_by.is_not(None), ~alive)
 
 
+def lease_expired(now: datetime) -> ColumnElement[bool]:
+    """Rows being sent whose lease has run out."""
+    return and_(D.status == S.SENDING, D.lease_expires_at <= now)
+
+
 def _first_due_sqlite(now: datetime, grace_seconds: float, limit: int) -> Select[tuple[int]]:
     """The first `limit` due rows by next_attempt_at, as one ORDER BY over `_due` would
     give them, but each kind of due row read from its index in order and no further than
@@ -58,7 +63,7 @@ def _first_due_sqlite(now: datetime, grace_seconds: float, limit: int) -> Select
     kinds = [
         and_(D.status == S.PENDING, D.next_attempt_at <= now),
         and_(D.status == S.FAILED, D.next_attempt_at <= now),
-        and_(D.status == S.SENDING, D.lease_expires_at <= now),
+        lease_expired(now),
         orphaned(now, grace_seconds),
     ]
     each = [
@@ -77,7 +82,7 @@ def _first_due_sqlite(now: datetime, grace_seconds: float, limit: int) -> Select
 def _due(now: datetime, grace_seconds: float) -> ColumnElement[bool]:
     return or_(
         and_(D.status.in_([S.PENDING, S.FAILED]), D.next_attempt_at <= now),
-        and_(D.status == S.SENDING, D.lease_expires_at <= now),
+        lease_expired(now),
         orphaned(now, grace_seconds),
     )
 
@@ -120,9 +125,7 @@ def claim_due_deliveries(
     # Alive as of this claim, in the claim's own transaction: no other worker can see the
     # rows leased before it sees their worker's beat.
     record_beat(session, worker, now)
-    abandoned = or_(
-        and_(D.status == S.SENDING, D.lease_expires_at <= now), orphaned(now, grace_seconds)
-    )
+    abandoned = or_(lease_expired(now), orphaned(now, grace_seconds))
     session.execute(
         update(DELIVERIES)
         .where(abandoned, D.attempts >= max_attempts)
