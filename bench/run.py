@@ -446,8 +446,10 @@ BROWSER = {"Origin": "https://www.example.org"}
 PLAIN = {"FORMRELAY_SEARCH_INDEX": "off"}
 # The all-checks run's Redis: the machine's, a database number of the benchmark's own.
 CHECKS_REDIS = "redis://127.0.0.1:6379/14"
-# Run in turns, twice each, so that the machine's drift falls on all of them.
+# Measured in turns, the five servers up at once, so that the machine's drift falls on
+# all of them: TURNS turns of about a third of a run each (3 s; 1 s with --quick).
 ROUNDS = ("parse", "committer", "plain", "guarded", "all_checks")
+TURNS = 6
 
 
 def all_checks_form(stack: Stack) -> str:
@@ -499,11 +501,14 @@ def bench_ingest(
 
     On one database and form, each served by the Procfile's web line: the parse-only and
     the minimal durable committer references (bench/reference_*.py), formrelay without
-    its worker, and formrelay with every check on (search index, a Redis-counted rate
-    limit, allowed domains, content rules), in turns, twice; then formrelay with its
-    worker draining beside it, as production runs, for the peak and the paced half-peak.
+    its worker, formrelay with the spam and abuse checks on (issue 8: a Redis-counted rate
+    limit, allowed domains, content rules) and with every check on (those and the search
+    index): all five up at once, measured in TURNS short turns each while the others idle;
+    then formrelay with its worker draining beside it, as production runs, for the peak
+    and the paced half-peak.
     The bare endpoint (bench/bare.py) is measured once, for reference only.
     """
+    turn_seconds = max(1, seconds // 3)
     fast = MailSink()
     with fast.running():
         stack = Stack(workdir, db, fast, PLAIN)
@@ -512,11 +517,9 @@ def bench_ingest(
         fast_port = stack.port
         checked = Stack(workdir, db, fast, {"RATELIMIT_STORAGE_URI": CHECKS_REDIS})
         checked_key = all_checks_form(checked)
-        checked_url = f"http://127.0.0.1:{checked.port}/f/{checked_key}"
         # Issue 8's measure: the spam and abuse checks alone, the search index off as in
         # the plain run.
         guarded = Stack(workdir, db, fast, {**PLAIN, "RATELIMIT_STORAGE_URI": CHECKS_REDIS})
-        guarded_url = f"http://127.0.0.1:{guarded.port}/f/{checked_key}"
 
         def submissions() -> int:
             return count_rows(db, "SELECT count(*) FROM submissions")
@@ -525,14 +528,13 @@ def bench_ingest(
             wrk(target, WARM_UP_SECONDS, 32, workdir, BROWSER)
 
         def measure(server: Stack, app: str = "formrelay.wsgi:app", **kw: Any) -> dict[str, Any]:
-            """One server's closed-loop run, after a warm-up; `stored`: the submissions
-            the measured run (not the warm-up) added."""
+            """One server's closed-loop run on the plain form, after a warm-up; `stored`:
+            the submissions the measured run (not the warm-up) added."""
             server.start_web(app, **kw)
             try:
-                target = {id(checked): checked_url, id(guarded): guarded_url}.get(id(server), url)
-                warm_up(target)
+                warm_up(url)
                 before = submissions()
-                result = wrk(target, seconds, 32, workdir, BROWSER)
+                result = wrk(url, seconds, 32, workdir, BROWSER)
                 result["stored"] = submissions() - before
                 return result
             finally:
@@ -540,26 +542,45 @@ def bench_ingest(
 
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in ROUNDS}
         committer_stored = 0
+        # The five servers of the turns, each on its port: the references and the plain
+        # run on the plain settings, the checks on theirs.
+        apps = {
+            "parse": (Stack(workdir, db, fast, PLAIN), "bench.reference_parse:app", None),
+            "committer": (Stack(workdir, db, fast, PLAIN), "bench.reference_commit:app", None),
+            "plain": (Stack(workdir, db, fast, PLAIN), "formrelay.wsgi:app", None),
+            "guarded": (guarded, "formrelay.wsgi:app", checked_key),
+            "all_checks": (checked, "formrelay.wsgi:app", checked_key),
+        }
+        path = url.rsplit("/", 1)[1]
         try:
             bare = measure(stack, "bench.bare:app")
-            for _ in range(2):
-                rounds["parse"].append(measure(stack, "bench.reference_parse:app"))
-                rounds["committer"].append(measure(stack, "bench.reference_commit:app"))
-                committer_stored += rounds["committer"][-1]["stored"]
-                rounds["plain"].append(measure(stack))
-                rounds["guarded"].append(measure(guarded))
-                rounds["all_checks"].append(measure(checked))
+            targets: dict[str, str] = {}
+            for name, (server, app, key) in apps.items():
+                server.start_web(app)
+                targets[name] = f"http://127.0.0.1:{server.port}/f/{key or path}"
+                warm_up(targets[name])
+            # Every server up (and warm) at once, all idle but the one measured: short
+            # turns follow the machine's capacity, which moves within seconds here, far
+            # more closely than one server's whole run after another's.
+            for turn in range(TURNS):
+                at = turn % len(ROUNDS)
+                for name in ROUNDS[at:] + ROUNDS[:at]:  # each goes first in its turn
+                    before = submissions() if name == "committer" else 0
+                    result = wrk(targets[name], turn_seconds, 32, workdir, BROWSER)
+                    if name == "committer":
+                        result["stored"] = submissions() - before
+                        committer_stored += result["stored"]
+                    rounds[name].append(result)
 
             # The minimal committer's own latency at half its peak: what this machine gives
             # the half-peak target's yardstick (reported beside formrelay's, not a target).
-            stack.start_web("bench.reference_commit:app")
-            try:
-                warm_up(url)
-                committers = rounds["committer"]
-                reference_peak = sum(r["rps"] for r in committers) / len(committers)
-                committer_half = paced(url, reference_peak / 2, seconds, workdir, BROWSER)
-            finally:
-                stack.stop()
+            committers = rounds["committer"]
+            reference_peak = sum(r["rps"] for r in committers) / len(committers)
+            committer_half = paced(
+                targets["committer"], reference_peak / 2, seconds, workdir, BROWSER
+            )
+            for server, _, _ in apps.values():
+                server.stop()
 
             # This checkout and the baseline's code, both without a worker, one after the
             # other on the same database: what this version's request path costs or saves.
@@ -590,8 +611,8 @@ def bench_ingest(
             half_hey = hey(url, peak["rps"] / 2, seconds, workdir, BROWSER)
         finally:
             stack.stop()
-            checked.stop()
-            guarded.stop()
+            for server, _, _ in apps.values():
+                server.stop()
     rps = {name: sum(r["rps"] for r in runs) / len(runs) for name, runs in rounds.items()}
     acknowledged = peak["requests"] - peak["non_2xx"]
     committer = rounds["committer"]
