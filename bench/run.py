@@ -554,19 +554,19 @@ def bench_ingest(
         path = url.rsplit("/", 1)[1]
         try:
             bare = measure(stack, "bench.bare:app")
-            targets: dict[str, str] = {}
+            urls: dict[str, str] = {}
             for name, (server, app, key) in apps.items():
                 server.start_web(app)
-                targets[name] = f"http://127.0.0.1:{server.port}/f/{key or path}"
-                warm_up(targets[name])
+                urls[name] = f"http://127.0.0.1:{server.port}/f/{key or path}"
+                warm_up(urls[name])
             # Every server up (and warm) at once, all idle but the one measured: short
             # turns follow the machine's capacity, which moves within seconds here, far
             # more closely than one server's whole run after another's.
             for turn in range(TURNS):
                 at = turn % len(ROUNDS)
-                for name in ROUNDS[at:] + ROUNDS[:at]:  # each goes first in its turn
+                for name in ROUNDS[at:] + ROUNDS[:at]:  # another goes first each turn
                     before = submissions() if name == "committer" else 0
-                    result = wrk(targets[name], turn_seconds, 32, workdir, BROWSER)
+                    result = wrk(urls[name], turn_seconds, 32, workdir, BROWSER)
                     if name == "committer":
                         result["stored"] = submissions() - before
                         committer_stored += result["stored"]
@@ -576,9 +576,7 @@ def bench_ingest(
             # the half-peak target's yardstick (reported beside formrelay's, not a target).
             committers = rounds["committer"]
             reference_peak = sum(r["rps"] for r in committers) / len(committers)
-            committer_half = paced(
-                targets["committer"], reference_peak / 2, seconds, workdir, BROWSER
-            )
+            committer_half = paced(urls["committer"], reference_peak / 2, seconds, workdir, BROWSER)
             for server, _, _ in apps.values():
                 server.stop()
 
