@@ -542,12 +542,12 @@ def bench_ingest(
 
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in ROUNDS}
         committer_stored = 0
-        # The five servers of the turns, each on its port: the references and the plain
-        # run on the plain settings, the checks on theirs.
+        # The five servers of the turns, each on its port: the references on the plain
+        # settings, formrelay's plain run on `stack` itself, the checks on theirs.
         apps = {
             "parse": (Stack(workdir, db, fast, PLAIN), "bench.reference_parse:app", None),
             "committer": (Stack(workdir, db, fast, PLAIN), "bench.reference_commit:app", None),
-            "plain": (Stack(workdir, db, fast, PLAIN), "formrelay.wsgi:app", None),
+            "plain": (stack, "formrelay.wsgi:app", None),
             "guarded": (guarded, "formrelay.wsgi:app", checked_key),
             "all_checks": (checked, "formrelay.wsgi:app", checked_key),
         }
