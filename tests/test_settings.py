@@ -99,6 +99,7 @@ def test_defaults_need_no_configuration(tmp_path):
         "FORMRELAY_LEASE_SECONDS": "300",
         "FORMRELAY_WORKER_HEARTBEAT_SECONDS": "5.0",
         "FORMRELAY_WORKER_GRACE_SECONDS": "15.0",
+        "FORMRELAY_WORKER_NICE": "10",
         "FORMRELAY_READY_MAX_DELAY_SECONDS": "300.0",
         "FORMRELAY_RETRY_BASE_SECONDS": "30.0",
         "FORMRELAY_RETRY_MAX_DELAY_SECONDS": "21600.0",
@@ -295,6 +296,8 @@ BAD_VALUES = [
     ),
     ({"FORMRELAY_CAPTCHA_TIMEOUT": "0"}, "FORMRELAY_CAPTCHA_TIMEOUT must be more than 0"),
     ({"FORMRELAY_LEASE_SECONDS": "0"}, "FORMRELAY_LEASE_SECONDS must be at least 1"),
+    ({"FORMRELAY_WORKER_NICE": "20"}, "FORMRELAY_WORKER_NICE must be from 0 to 19, not 20"),
+    ({"FORMRELAY_WORKER_NICE": "-5"}, "FORMRELAY_WORKER_NICE must not be negative, not '-5'"),
     ({"FORMRELAY_MAIL_TIMEOUT": "0"}, "FORMRELAY_MAIL_TIMEOUT must be more than 0"),
     (
         {"MAIL_USE_TLS": "true", "MAIL_USE_SSL": "true"},

@@ -87,7 +87,9 @@ def mail_server() -> Iterator[Callable[..., ObservedMailServer]]:
 class WorkerProcess:
     """`formrelay worker [args]` with its output kept in a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log: Path, *, own_session: bool = False
+    ) -> None:
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -96,6 +98,7 @@ class WorkerProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=log.parent,
+                start_new_session=own_session,  # as a process manager starts it
             )
 
     def output(self) -> str:
@@ -124,7 +127,9 @@ def workers(database_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerP
     `workers(smtp_port, *args, FORMRELAY_WORKER_BATCH_SIZE="5", ...)`. All are killed afterwards."""
     started: list[WorkerProcess] = []
 
-    def start(smtp_port: int, *args: str, **environment: str) -> WorkerProcess:
+    def start(
+        smtp_port: int, *args: str, own_session: bool = False, **environment: str
+    ) -> WorkerProcess:
         env = {
             **os.environ,  # conftest's clean_environment has removed developers' settings
             "DATABASE_URL": database_url,
@@ -140,7 +145,7 @@ def workers(database_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerP
             **environment,
         }
         log = tmp_path / f"worker-{len(started) + 1}.log"
-        worker = WorkerProcess(list(args), env, log)
+        worker = WorkerProcess(list(args), env, log, own_session=own_session)
         started.append(worker)
         return worker
 
@@ -344,3 +349,53 @@ def test_worker_once_sends_what_is_due_and_exits(app, client, mail_server, worke
     assert "3 deliveries processed" in worker.output()
     assert len(smtp.message_ids()) == 3
     assert [d.status for d in deliveries()] == ["sent", "sent", "sent", "pending"]
+
+
+# -- the worker's CPU priority -----------------------------------------------------------------
+def nice_of_each_thread(pid: int) -> set[int]:
+    """The nice value of every thread of `pid` (field 19 of /proc/<pid>/task/<tid>/stat)."""
+    values = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        values.add(int(fields[16]))
+    return values
+
+
+def autogroup_nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])  # "/autogroup-9 nice 0"
+
+
+needs_autogroups = pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists(), reason="Linux with autogroups"
+)
+
+
+@needs_autogroups
+def test_the_worker_gives_the_cpu_to_the_web_in_a_session_of_its_own(mail_server, workers):
+    worker = workers(mail_server().port, own_session=True, FORMRELAY_WORKER_NICE="7")
+    worker.wait_started()
+    threads = Path(f"/proc/{worker.process.pid}/task")
+    wait_until(lambda: len(list(threads.iterdir())) >= 2, 10, worker.describe)  # its heartbeat
+
+    assert nice_of_each_thread(worker.process.pid) == {7}  # the heartbeat's thread too
+    assert autogroup_nice(worker.process.pid) == 7  # what Linux weighs between sessions
+    assert "running at nice 7" in worker.output()
+
+
+@needs_autogroups
+def test_a_worker_sharing_its_session_lowers_only_itself(mail_server, workers):
+    ours = autogroup_nice(os.getpid())
+    worker = workers(mail_server().port, FORMRELAY_WORKER_NICE="7")  # in pytest's session
+    worker.wait_started()
+
+    assert nice_of_each_thread(worker.process.pid) == {7}
+    assert autogroup_nice(worker.process.pid) == ours  # the session's others not lowered
+
+
+def test_nice_zero_leaves_the_worker_as_started(mail_server, workers):
+    started_at = os.getpriority(os.PRIO_PROCESS, 0)
+    worker = workers(mail_server().port, own_session=True, FORMRELAY_WORKER_NICE="0")
+    worker.wait_started()
+
+    assert nice_of_each_thread(worker.process.pid) == {started_at}
+    assert "running at nice" not in worker.output()

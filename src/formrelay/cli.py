@@ -30,6 +30,7 @@ from .services.errors import DomainError
 from .services.workers import outbox_status
 from .settings import ConfigError, Settings, get_settings, init_app, load_settings
 from .worker import make_worker
+from .worker.priority import lower_priority
 
 ON_OFF = click.Choice(["on", "off"])
 DEMO_FORM_NAME = "Demo form"
@@ -179,6 +180,8 @@ def worker_command(ctx: click.Context, once: bool) -> None:
         outcomes = worker.drain()
         click.echo(f"{len(outcomes)} deliveries processed")
         return
+    # Before run() starts the heartbeat thread, which takes the same priority.
+    lower_priority(get_settings(app).worker_nice)
     worker.install_signal_handlers()
     worker.run()
 

@@ -121,6 +121,7 @@ class Settings:
     lease_seconds: int = 300
     worker_heartbeat_seconds: float = 5.0
     worker_grace_seconds: float = 15.0
+    worker_nice: int = 10
     ready_max_delay_seconds: float = 300.0
     retry_base_seconds: float = 30.0
     retry_max_delay_seconds: float = 6 * 3600.0
@@ -236,6 +237,7 @@ FIELD_TO_VAR = {
     "lease_seconds": "FORMRELAY_LEASE_SECONDS",
     "worker_heartbeat_seconds": "FORMRELAY_WORKER_HEARTBEAT_SECONDS",
     "worker_grace_seconds": "FORMRELAY_WORKER_GRACE_SECONDS",
+    "worker_nice": "FORMRELAY_WORKER_NICE",
     "ready_max_delay_seconds": "FORMRELAY_READY_MAX_DELAY_SECONDS",
     "retry_base_seconds": "FORMRELAY_RETRY_BASE_SECONDS",
     "retry_max_delay_seconds": "FORMRELAY_RETRY_MAX_DELAY_SECONDS",
@@ -407,6 +409,8 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
     ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{FIELD_TO_VAR[name]} must be at least 1")
+    if s.worker_nice > 19:
+        raise ConfigError(f"FORMRELAY_WORKER_NICE must be from 0 to 19, not {s.worker_nice}")
     if s.worker_heartbeat_seconds <= 0:
         raise ConfigError("FORMRELAY_WORKER_HEARTBEAT_SECONDS must be more than 0")
     # A worker is taken for dead after the grace period without a beat, and its leases are
