@@ -281,6 +281,16 @@ class Database:
             return None
         return cls("postgresql", base.rsplit("/", 1)[0] + f"/{name}", admin_url=base)
 
+    def another(self, workdir: Path, label: str) -> Database:
+        """A second, empty database of the same kind (the worker run's own)."""
+        if self.admin_url is None:
+            (workdir / label).mkdir(exist_ok=True)
+            return Database.sqlite(workdir / label)
+        other = Database.postgresql(f"formrelay_bench_{label}")
+        if other is None:
+            raise RuntimeError("PostgreSQL answered once and then no more")
+        return other
+
     def drop(self) -> None:
         if self.admin_url:
             db = self.url.rsplit("/", 1)[1]
@@ -448,7 +458,7 @@ PLAIN = {"FORMRELAY_SEARCH_INDEX": "off"}
 CHECKS_REDIS = "redis://127.0.0.1:6379/14"
 # Measured in turns, the five servers up at once, so that the machine's drift falls on
 # all of them: TURNS turns of about a third of a run each (3 s; 1 s with --quick).
-ROUNDS = ("parse", "committer", "plain", "guarded", "all_checks")
+ROUNDS = ("parse", "committer", "plain", "guarded", "all_checks", "worker")
 TURNS = 6
 
 
@@ -503,45 +513,60 @@ def bench_ingest(
     the minimal durable committer references (bench/reference_*.py), formrelay without
     its worker, formrelay with the spam and abuse checks on (issue 8: a Redis-counted rate
     limit, allowed domains, content rules) and with every check on (those and the search
-    index): all five up at once, measured in TURNS short turns each while the others idle;
-    then formrelay with its worker draining beside it, as production runs, for the peak
-    and the paced half-peak.
+    index); and on a database of its own, formrelay with its worker draining beside it, as
+    production runs. All six up at once, measured in TURNS short turns each while the
+    others idle (the worker stopped through the others' turns); then the worker's stack at
+    half its peak.
     The bare endpoint (bench/bare.py) is measured once, for reference only.
     """
+    worker_db = db.another(workdir, "with-worker")
+    try:
+        ingest_runs(db, worker_db, seconds, workdir, report, baseline)
+    finally:
+        worker_db.drop()
+
+
+def ingest_runs(
+    db: Database,
+    worker_db: Database,
+    seconds: int,
+    workdir: Path,
+    report: dict[str, Any],
+    baseline: Baseline | None,
+) -> None:
     turn_seconds = max(1, seconds // 3)
     fast = MailSink()
     with fast.running():
         stack = Stack(workdir, db, fast, PLAIN)
         endpoint = stack.prepare()
         url = endpoint.replace(stack.env["FORMRELAY_BASE_URL"], f"http://127.0.0.1:{stack.port}")
-        fast_port = stack.port
         checked = Stack(workdir, db, fast, {"RATELIMIT_STORAGE_URI": CHECKS_REDIS})
         checked_key = all_checks_form(checked)
         # Issue 8's measure: the spam and abuse checks alone, the search index off as in
         # the plain run.
         guarded = Stack(workdir, db, fast, {**PLAIN, "RATELIMIT_STORAGE_URI": CHECKS_REDIS})
+        # Its worker is stopped (SIGSTOP) through the other servers' turns, its beats with
+        # it: a grace longer than those turns, or it would hand its own batch back on
+        # waking. What it does while it runs is the same.
+        worked = Stack(workdir, worker_db, fast, {**PLAIN, "FORMRELAY_WORKER_GRACE_SECONDS": "600"})
+        worked_key = worked.prepare().rsplit("/", 1)[1]
 
-        def submissions() -> int:
-            return count_rows(db, "SELECT count(*) FROM submissions")
+        def submissions(database: Database = db) -> int:
+            return count_rows(database, "SELECT count(*) FROM submissions")
 
         def warm_up(target: str) -> None:
             wrk(target, WARM_UP_SECONDS, 32, workdir, BROWSER)
 
         def measure(server: Stack, app: str = "formrelay.wsgi:app", **kw: Any) -> dict[str, Any]:
-            """One server's closed-loop run on the plain form, after a warm-up; `stored`:
-            the submissions the measured run (not the warm-up) added."""
+            """One server's closed-loop run on the plain form, after a warm-up."""
             server.start_web(app, **kw)
             try:
                 warm_up(url)
-                before = submissions()
-                result = wrk(url, seconds, 32, workdir, BROWSER)
-                result["stored"] = submissions() - before
-                return result
+                return wrk(url, seconds, 32, workdir, BROWSER)
             finally:
                 server.stop()
 
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in ROUNDS}
-        committer_stored = 0
         # The five servers of the turns, each on its port: the references on the plain
         # settings, formrelay's plain run on `stack` itself, the checks on theirs.
         apps = {
@@ -550,35 +575,69 @@ def bench_ingest(
             "plain": (stack, "formrelay.wsgi:app", None),
             "guarded": (guarded, "formrelay.wsgi:app", checked_key),
             "all_checks": (checked, "formrelay.wsgi:app", checked_key),
+            "worker": (worked, "formrelay.wsgi:app", worked_key),
         }
+        # The submissions each counted server stored in its turns (the measured runs only).
+        stored = {"committer": 0, "worker": 0}
+        counted = {"committer": db, "worker": worker_db}
         path = url.rsplit("/", 1)[1]
+        worker: subprocess.Popen[bytes] | None = None
+        peak_rss = [0.0]
+        stop_sampling = threading.Event()
+
+        def sample(web: int) -> None:  # the worker's stack's web processes, loaded or not
+            while not stop_sampling.wait(0.2):
+                for pid in children(web):
+                    with contextlib.suppress(FileNotFoundError):  # a process just gone
+                        peak_rss[0] = max(peak_rss[0], rss_mb(pid))
+
+        def running(name: str) -> None:
+            """The worker drains in its own stack's turns only."""
+            if worker is not None and worker.poll() is None:
+                os.kill(worker.pid, signal.SIGCONT if name == "worker" else signal.SIGSTOP)
+
         try:
             bare = measure(stack, "bench.bare:app")
             urls: dict[str, str] = {}
             for name, (server, app, key) in apps.items():
                 server.start_web(app)
+                if name == "worker":
+                    worker = worked.start_worker()
                 urls[name] = f"http://127.0.0.1:{server.port}/f/{key or path}"
                 warm_up(urls[name])
+            sampler = threading.Thread(target=sample, args=(worked.procs[0].pid,), daemon=True)
+            sampler.start()
             # Every server up (and warm) at once, all idle but the one measured: short
             # turns follow the machine's capacity, which moves within seconds here, far
             # more closely than one server's whole run after another's.
             for turn in range(TURNS):
                 at = turn % len(ROUNDS)
                 for name in ROUNDS[at:] + ROUNDS[:at]:  # another goes first each turn
-                    before = submissions() if name == "committer" else 0
+                    running(name)
+                    before = submissions(counted[name]) if name in counted else 0
                     result = wrk(urls[name], turn_seconds, 32, workdir, BROWSER)
-                    if name == "committer":
-                        result["stored"] = submissions() - before
-                        committer_stored += result["stored"]
+                    if name in counted:
+                        result["stored"] = submissions(counted[name]) - before
+                        stored[name] += result["stored"]
                     rounds[name].append(result)
+            running("worker")
 
             # The minimal committer's own latency at half its peak: what this machine gives
             # the half-peak target's yardstick (reported beside formrelay's, not a target).
             committers = rounds["committer"]
             reference_peak = sum(r["rps"] for r in committers) / len(committers)
             committer_half = paced(urls["committer"], reference_peak / 2, seconds, workdir, BROWSER)
-            for server, _, _ in apps.values():
-                server.stop()
+            for name, (server, _, _) in apps.items():
+                if name != "worker":
+                    server.stop()
+
+            # formrelay at half its peak, its worker draining beside it.
+            worker_peak = sum(r["rps"] for r in rounds["worker"]) / len(rounds["worker"])
+            half = paced(urls["worker"], worker_peak / 2, seconds, workdir, BROWSER)
+            half_hey = hey(urls["worker"], worker_peak / 2, seconds, workdir, BROWSER)
+            stop_sampling.set()
+            sampler.join()
+            worked.stop()
 
             # This checkout and the baseline's code, both without a worker, one after the
             # other on the same database: what this version's request path costs or saves.
@@ -586,33 +645,14 @@ def bench_ingest(
             if baseline is not None:
                 versions["baseline_rps"] = measure(stack, source=baseline.source)["rps"]
                 versions["this_rps"] = measure(stack)["rps"]
-
-            web = stack.start_web()
-            stack.start_worker()
-            warm_up(url)
-            before = submissions()
-            peak_rss = [0.0]
-            stop_sampling = threading.Event()
-
-            def sample() -> None:
-                while not stop_sampling.wait(0.2):
-                    for pid in children(web.pid):
-                        peak_rss[0] = max(peak_rss[0], rss_mb(pid))
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            peak = wrk(url, seconds, 32, workdir, BROWSER)
-            stop_sampling.set()
-            sampler.join()
-            stored = submissions() - before
-            half = paced(url, peak["rps"] / 2, seconds, workdir, BROWSER)
-            half_hey = hey(url, peak["rps"] / 2, seconds, workdir, BROWSER)
         finally:
+            running("worker")  # a stopped process takes no SIGTERM
+            stop_sampling.set()
             stack.stop()
             for server, _, _ in apps.values():
                 server.stop()
     rps = {name: sum(r["rps"] for r in runs) / len(runs) for name, runs in rounds.items()}
-    acknowledged = peak["requests"] - peak["non_2xx"]
+    worked_rounds = rounds["worker"]
     committer = rounds["committer"]
     report["ingest"][db.name] = {
         "bare_rps": bare["rps"],
@@ -621,27 +661,27 @@ def bench_ingest(
         "plain_rps": rps["plain"],
         "all_checks_rps": rps["all_checks"],
         "guarded_rps": rps["guarded"],
-        "worker_rps": peak["rps"],
+        "worker_rps": rps["worker"],
         "vs_committer": rps["plain"] / rps["committer"],
         "vs_parse": rps["plain"] / rps["parse"],
-        "worker_vs_committer": peak["rps"] / rps["committer"],
+        "worker_vs_committer": rps["worker"] / rps["committer"],
         "all_checks_vs_plain": rps["all_checks"] / rps["plain"],
         "guarded_vs_plain": rps["guarded"] / rps["plain"],
-        "ratio": peak["rps"] / bare["rps"],  # against the bare endpoint: reported only
+        "ratio": rps["worker"] / bare["rps"],  # against the bare endpoint: reported only
         "rounds": rounds,
         "half_peak": half,
         "half_peak_hey": half_hey,
         "committer_half_peak": committer_half,
-        "acknowledged": acknowledged,
-        "stored": stored,
-        "non_2xx": peak["non_2xx"],
+        "acknowledged": sum(r["requests"] - r["non_2xx"] for r in worked_rounds),
+        "stored": stored["worker"],
+        "non_2xx": sum(r["non_2xx"] for r in worked_rounds),
         "peak_web_worker_rss_mb": peak_rss[0],
         # The yardsticks count only if they answered every request, after storing it.
         "references_non_2xx": sum(
             r["non_2xx"] for name in ("parse", "committer") for r in rounds[name]
         ),
         "committer_acknowledged": sum(r["requests"] - r["non_2xx"] for r in committer),
-        "committer_stored": committer_stored,
+        "committer_stored": stored["committer"],
         "all_checks_non_2xx": sum(
             r["non_2xx"] for name in ("guarded", "all_checks") for r in rounds[name]
         ),
@@ -656,15 +696,18 @@ def bench_ingest(
             "ratio": versions["this_rps"] / versions["baseline_rps"],
         }
 
-    # Item 2: the same offered load with a mail server that takes 2 s per message.
+    # Item 2: the same offered load with a mail server that takes 2 s per message, on the
+    # worker run's database, as the fast-mail run was.
     slow = MailSink(delay=2.0)
     with slow.running():
-        stack = Stack(workdir, db, slow, PLAIN)
+        stack = Stack(workdir, worker_db, slow, PLAIN)
         try:
             stack.start_web()
             stack.start_worker()
-            slow_url = url.replace(f":{fast_port}/", f":{stack.port}/")
-            slow_run = paced(slow_url, peak["rps"] / 2, seconds, workdir, BROWSER)
+            slow_url = f"http://127.0.0.1:{stack.port}/f/{worked_key}"
+            slow_run = paced(
+                slow_url, report["ingest"][db.name]["worker_rps"] / 2, seconds, workdir, BROWSER
+            )
         finally:
             stack.stop()
     report["isolation"][db.name] = {
