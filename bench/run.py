@@ -286,7 +286,7 @@ class Database:
         if self.admin_url is None:
             (workdir / label).mkdir(exist_ok=True)
             return Database.sqlite(workdir / label)
-        other = Database.postgresql(f"formrelay_bench_{label}")
+        other = Database.postgresql(f"formrelay_bench_{label.replace('-', '_')}")
         if other is None:
             raise RuntimeError("PostgreSQL answered once and then no more")
         return other
