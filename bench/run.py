@@ -711,6 +711,9 @@ def ingest_runs(
             stack.start_web()
             stack.start_worker()
             slow_url = f"http://127.0.0.1:{stack.port}/f/{worked_key}"
+            # Warmed up as the fast-mail run's server was in its turns: a server that has
+            # just started is also starting its committer.
+            wrk(slow_url, WARM_UP_SECONDS, 32, workdir, BROWSER)
             slow_run = paced(
                 slow_url, report["ingest"][db.name]["worker_rps"] / 2, seconds, workdir, BROWSER
             )
