@@ -23,8 +23,8 @@ def lower_priority(nice: int) -> None:
     its priority: 0 leaves it as it is.
 
     Linux's scheduler shares the CPU between sessions (autogroups) before it looks at nice
-    values, so a worker in a session of its own (the usual case under a process manager)
-    sets its session's nice too; in a session shared with the web processes it leaves the
+    values, so a worker leading a session of its own (as many process managers start their
+    processes) sets its session's nice too; in a session shared with the web processes it leaves the
     session alone, which would lower them too. In a container or a systemd unit of its own
     the cgroup's CPU weight decides between the worker and the web (see docs/deploy.md).
     """
@@ -39,4 +39,5 @@ def lower_priority(nice: int) -> None:
             if nice > int(group.read().split()[-1]):
                 group.seek(0)
                 group.write(str(nice))
-    log.info("running at nice %d: the web processes come first for the CPU", nice)
+    now = os.getpriority(os.PRIO_PROCESS, 0)
+    log.info("running at nice %d: the web processes come first for the CPU", now)
