@@ -456,7 +456,7 @@ BROWSER = {"Origin": "https://www.example.org"}
 PLAIN = {"FORMRELAY_SEARCH_INDEX": "off"}
 # The all-checks run's Redis: the machine's, a database number of the benchmark's own.
 CHECKS_REDIS = "redis://127.0.0.1:6379/14"
-# Measured in turns, the five servers up at once, so that the machine's drift falls on
+# Measured in turns, the six servers up at once, so that the machine's drift falls on
 # all of them: TURNS turns of about a third of a run each (3 s; 1 s with --quick).
 ROUNDS = ("parse", "committer", "plain", "guarded", "all_checks", "worker")
 TURNS = 6
@@ -567,8 +567,9 @@ def ingest_runs(
                 server.stop()
 
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in ROUNDS}
-        # The five servers of the turns, each on its port: the references on the plain
-        # settings, formrelay's plain run on `stack` itself, the checks on theirs.
+        # The six servers of the turns, each on its port: the references on the plain
+        # settings, formrelay's plain run on `stack` itself, the checks on theirs, and
+        # formrelay with its worker on a database of its own.
         apps = {
             "parse": (Stack(workdir, db, fast, PLAIN), "bench.reference_parse:app", None),
             "committer": (Stack(workdir, db, fast, PLAIN), "bench.reference_commit:app", None),
