@@ -24,9 +24,10 @@ def lower_priority(nice: int) -> None:
 
     Linux's scheduler shares the CPU between sessions (autogroups) before it looks at nice
     values, so a worker leading a session of its own (as many process managers start their
-    processes) sets its session's nice too; in a session shared with the web processes it leaves the
-    session alone, which would lower them too. In a container or a systemd unit of its own
-    the cgroup's CPU weight decides between the worker and the web (see docs/deploy.md).
+    processes) sets its session's nice too; in a session shared with the web processes it
+    leaves the session alone, which would lower them too. In a container or a systemd unit
+    of its own the cgroup's CPU weight decides between the worker and the web (see
+    docs/deploy.md).
     """
     if nice <= 0:
         return
