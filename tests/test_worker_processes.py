@@ -30,6 +30,7 @@ from formrelay.delivery.message import message_id
 from formrelay.extensions import db
 from formrelay.models import Delivery, Form, utcnow
 from formrelay.settings import get_settings
+from formrelay.worker.priority import autogroup_nice
 
 from .conftest import BASE_URL
 from .factories import make_form
@@ -361,8 +362,9 @@ def nice_of_each_thread(pid: int) -> set[int]:
     return values
 
 
-def autogroup_nice(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])  # "/autogroup-9 nice 0"
+def autogroup(pid: int) -> str:
+    """ "/autogroup-9 nice 0"; empty when the session has no autogroup of its own."""
+    return Path(f"/proc/{pid}/autogroup").read_text()
 
 
 needs_autogroups = pytest.mark.skipif(
@@ -378,18 +380,32 @@ def test_the_worker_gives_the_cpu_to_the_web_in_a_session_of_its_own(mail_server
     wait_until(lambda: len(list(threads.iterdir())) >= 2, 10, worker.describe)  # its heartbeat
 
     assert nice_of_each_thread(worker.process.pid) == {7}  # the heartbeat's thread too
-    assert autogroup_nice(worker.process.pid) == 7  # what Linux weighs between sessions
+    assert autogroup_nice(autogroup(worker.process.pid)) == 7  # weighed between sessions
     assert "running at nice 7" in worker.output()
 
 
 @needs_autogroups
 def test_a_worker_sharing_its_session_lowers_only_itself(mail_server, workers):
-    ours = autogroup_nice(os.getpid())
+    ours = autogroup(os.getpid())  # empty where pytest's session has no autogroup
     worker = workers(mail_server().port, FORMRELAY_WORKER_NICE="7")  # in pytest's session
     worker.wait_started()
 
     assert nice_of_each_thread(worker.process.pid) == {7}
-    assert autogroup_nice(worker.process.pid) == ours  # the session's others not lowered
+    assert autogroup(worker.process.pid) == ours  # the session's others not lowered
+
+
+@pytest.mark.parametrize(
+    ("text", "nice"),
+    [
+        ("/autogroup-85 nice 0\n", 0),
+        ("/autogroup-9 nice 7\n", 7),
+        ("/autogroup-12 nice -3\n", -3),
+        ("", None),  # a session in no autogroup of its own: nothing to lower, no error
+        ("garbage", None),
+    ],
+)
+def test_the_autogroup_file_is_read_as_linux_writes_it(text, nice):
+    assert autogroup_nice(text) == nice
 
 
 def test_nice_zero_leaves_the_worker_as_started(mail_server, workers):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 
 log = logging.getLogger("formrelay.worker")
 
@@ -35,10 +36,19 @@ def lower_priority(nice: int) -> None:
     if nice > current:
         os.setpriority(os.PRIO_PROCESS, 0, nice)
     if os.getsid(0) == os.getpid():
-        # Not Linux, or no autogroups: nothing to lower. The file reads "/autogroup-85 nice 0".
-        with contextlib.suppress(OSError, ValueError), open("/proc/self/autogroup", "r+") as group:
-            if nice > int(group.read().split()[-1]):
+        # Not Linux, or no autogroups: nothing to lower.
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "r+") as group:
+            session_nice = autogroup_nice(group.read())
+            if session_nice is not None and nice > session_nice:
                 group.seek(0)
                 group.write(str(nice))
     now = os.getpriority(os.PRIO_PROCESS, 0)
     log.info("running at nice %d: the web processes come first for the CPU", now)
+
+
+def autogroup_nice(text: str) -> int | None:
+    """The nice of a session's autogroup from what /proc/<pid>/autogroup reads:
+    "/autogroup-85 nice 0"; empty for a process in no autogroup of its own (a session
+    begun before autogroups were on, or one in a cgroup with its own CPU weight)."""
+    match = re.fullmatch(r"/autogroup-\d+ nice (-?\d+)\s*", text)
+    return int(match[1]) if match else None
