@@ -363,7 +363,7 @@ def nice_of_each_thread(pid: int) -> set[int]:
 
 
 def autogroup(pid: int) -> str:
-    """ "/autogroup-9 nice 0"; empty when the session has no autogroup of its own."""
+    """What Linux says of the session's autogroup: "/autogroup-9 nice 0", or nothing."""
     return Path(f"/proc/{pid}/autogroup").read_text()
 
 
