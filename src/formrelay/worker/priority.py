@@ -48,7 +48,7 @@ def lower_priority(nice: int) -> None:
 
 def autogroup_nice(text: str) -> int | None:
     """The nice of a session's autogroup from what /proc/<pid>/autogroup reads:
-    "/autogroup-85 nice 0"; empty for a process in no autogroup of its own (a session
-    begun before autogroups were on, or one in a cgroup with its own CPU weight)."""
+    "/autogroup-85 nice 0"; empty for a process still in the kernel's default autogroup
+    (its session never began one, as on CI's machine: nothing to lower)."""
     match = re.fullmatch(r"/autogroup-\d+ nice (-?\d+)\s*", text)
     return int(match[1]) if match else None
