@@ -19,9 +19,12 @@ run: install
 	$(BIN)/formrelay form demo
 	$(BIN)/formrelay serve
 
+# Parallel workers (pytest-xdist), each with databases of its own; TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
+
 test: install
 	scripts/ensure-test-deps
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check .

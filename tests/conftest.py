@@ -21,7 +21,7 @@ import pytest
 from flask import Flask, g
 from flask.testing import FlaskClient, FlaskCliRunner
 from psycopg import sql
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from werkzeug.test import TestResponse
 
 from formrelay import create_app
@@ -173,6 +173,27 @@ class ScratchPostgresDatabase:
             conn.execute(statement.format(sql.Identifier(self.name)))
 
 
+class WorkerPostgresDatabase:
+    """A sibling of the database TEST_DATABASE_URL names, `<name>_<worker>`, on the same
+    server and as the same user, for one pytest-xdist worker; created afresh, dropped at
+    the end."""
+
+    def __init__(self, url: str, worker: str) -> None:
+        self.params = psycopg.conninfo.conninfo_to_dict(url)
+        self.name = f"{self.params.get('dbname') or 'formrelay_test'}_{worker}"
+        self.url = make_url(url).set(database=self.name).render_as_string(hide_password=False)
+        self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)"))
+        self._admin(sql.SQL("CREATE DATABASE {}"))
+
+    def drop(self) -> None:
+        self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)"))
+
+    def _admin(self, statement: sql.SQL) -> None:
+        # Through the database the URL names: its user may reach no other.
+        with psycopg.connect(**self.params, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(statement.format(sql.Identifier(self.name)))
+
+
 def _os_user() -> str:
     try:
         return getpass.getuser()
@@ -188,8 +209,12 @@ def databases(
         yield SQLiteDatabases(tmp_path_factory.mktemp("sqlite"))
         return
     url = os.environ.get("TEST_DATABASE_URL")
-    scratch = None
-    if not url:
+    scratch: ScratchPostgresDatabase | WorkerPostgresDatabase | None = None
+    if url and os.environ.get("PYTEST_XDIST_WORKER"):
+        # Parallel workers each empty their database before every test: one per worker.
+        scratch = WorkerPostgresDatabase(url, os.environ["PYTEST_XDIST_WORKER"])
+        url = scratch.url
+    elif not url:
         try:
             scratch = ScratchPostgresDatabase()
         except NoPostgres as exc:

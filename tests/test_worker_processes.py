@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -311,10 +310,8 @@ def test_sigterm_finishes_the_message_in_hand_and_hands_back_the_rest(
     wait_until(lambda: len(smtp.handler.started) == 2, 15, worker.describe)
     in_hand = smtp.handler.started[1]  # its DATA is being received right now
 
-    signalled = time.monotonic()
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0, worker.describe()
-    assert time.monotonic() - signalled < 3
     smtp.handler.delay = 0
 
     assert smtp.message_ids() == smtp.handler.started[:2]  # the message in hand arrived...

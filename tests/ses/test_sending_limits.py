@@ -244,9 +244,11 @@ def test_two_worker_processes_share_one_max_send_rate(
     times = [t for t, _ in fake_ses.sent]
     counts = [len(r["Destination"]["ToAddresses"]) for _, r in fake_ses.sent]
     assert sum(counts) == 75
-    # Send i+1 may start once send i's recipients have had their share of the second.
+    # Send i+1 may start once send i's recipients have had their share of the second. The
+    # promise is a ceiling shared by both workers (each pacing alone would reach twice it);
+    # how close a loaded machine gets to it is make bench's (delivery_send_rate_error).
     measured = (sum(counts) - counts[-1]) / (times[-1] - times[0])
-    assert abs(measured - RATE) / RATE <= 0.05, f"{measured:.2f} a second"
+    assert measured <= RATE * 1.05, f"{measured:.2f} a second"
     db.session.rollback()
     statuses = set(db.session.scalars(select(Delivery.status).where(Delivery.id.in_(ids))))
     assert statuses == {"sent"}
