@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench faults clean
+.PHONY: install run test lint format bench faults lock deploy-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ bench: install
 # Real processes under kill -9, outages and a full disk (minutes); `make test` leaves them out.
 faults: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/faults
+
+# requirements.txt: the runtime dependencies resolved by pip and pinned, for the buildpack.
+lock:
+	scripts/lock-requirements
+
+# A fresh venv with exactly what the buildpack installs, then the Procfile's commands (minutes).
+deploy-check: install
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache .mypy_cache tests/js/node_modules

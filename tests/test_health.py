@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from formrelay.worker import WorkerIdentity, make_worker
 
 from .factories import make_form
 from .mailserver import free_port
+from .servers import ROOT
 
 
 def beating(*, ago: float = 1.0, host: str = "worker-1.internal") -> WorkerHeartbeat:
@@ -49,6 +51,15 @@ def a_delivery_due_since(client, seconds: float) -> None:
 def test_healthz_says_the_process_is_up(client):
     response = client.get("/healthz")
     assert (response.status_code, response.json) == (200, {"ok": True})
+
+
+def test_dokkus_checks_in_app_json_ask_healthz_and_readyz(client):
+    """Dokku runs the startup check at each deploy (its default scheduler runs only that
+    type): a new web container must answer it with no worker yet, so it asks /healthz."""
+    checks = json.loads((ROOT / "app.json").read_text())["healthchecks"]
+    paths = {check["type"]: check["path"] for check in checks["web"]}
+    assert paths == {"startup": "/healthz", "liveness": "/healthz", "readiness": "/readyz"}
+    assert client.get(paths["startup"]).status_code == 200
 
 
 def test_readyz_is_ready_with_a_worker_alive_and_nothing_late(client):
