@@ -1,4 +1,5 @@
-"""Daily housekeeping in every worker: the retention purge and the sweep of orphan files.
+"""Daily housekeeping in every worker: the retention purge, the sweep of orphan files and
+the deletion of expired sign-ins.
 
 Both are idempotent, so several workers doing it each day only repeat a cheap check.
 `formrelay purge` and `formrelay sweep` run the same functions on demand.
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import begin_write
 from ..models import utcnow
-from ..services import attachments, retention
+from ..services import attachments, retention, sign_ins
 from ..settings import Settings
 from ..storage import bind_session_storage, get_storage
 
@@ -28,6 +29,7 @@ DAY_SECONDS = 24 * 3600.0
 class Housework:
     purged: list[retention.Purged]
     swept: list[str]
+    sign_ins: int = 0
 
 
 def purge(
@@ -53,6 +55,15 @@ def sweep(
     return swept
 
 
+def forget_sign_ins(session_factory: sessionmaker[Session], *, now: datetime) -> int:
+    """Delete the sign-ins past their expiry (their cookies open nothing already)."""
+    with session_factory() as session:
+        begin_write(session)
+        deleted = sign_ins.delete_expired(session, now)
+        session.commit()
+    return deleted
+
+
 class Housekeeping:
     """Runs the purge and the sweep at the worker's start and then once a day."""
 
@@ -69,6 +80,7 @@ class Housekeeping:
             done = Housework(
                 purge(self.session_factory, self.settings, now=utcnow()),
                 sweep(self.session_factory, self.settings, now=utcnow()),
+                forget_sign_ins(self.session_factory, now=utcnow()),
             )
         except Exception:
             # Tried again in an hour rather than a day; deliveries go on meanwhile.
