@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from formrelay.extensions import db
 from formrelay.models import SignIn, User, utcnow
-from formrelay.services import sign_ins
+from formrelay.services import sign_ins, tokens
+from formrelay.settings import get_settings
 from formrelay.worker import Worker
 
 from ..auth import AuthActions, post_form
@@ -81,16 +82,43 @@ def test_log_out_leaves_the_users_other_browsers_signed_in(app: Flask, owner: Us
     assert sign_in_rows(owner) == 1
 
 
-def test_each_log_in_is_a_sign_in_the_account_page_lists(app: Flask, owner: User) -> None:
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+SAFARI = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+
+
+def test_the_account_page_lists_each_browser_signed_in(app: Flask, owner: User) -> None:
     here = app.test_client()
+    here.environ_base["HTTP_USER_AGENT"] = FIREFOX
     AuthActions(here).login(remember="y")
     there = app.test_client()
-    there.get("/login", headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"})
-    post_form(there, "/login", {"email": owner.email, "password": PASSWORD})
+    there.environ_base["HTTP_USER_AGENT"] = SAFARI
+    AuthActions(there).login()
     assert sign_in_rows(owner) == 2
     page = here.get("/account").get_data(as_text=True)
-    assert "This browser" in page
+    assert "Firefox on Linux <strong>(This browser)</strong>" in page
+    assert "Safari on iOS</td>" in page
     assert "Log out everywhere" in page
+
+
+@pytest.mark.parametrize(
+    ("agent", "shown"),
+    [
+        (FIREFOX, "Firefox on Linux"),
+        (SAFARI, "Safari on iOS"),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+            "Edge on Windows",
+        ),
+        ("curl/8.5.0", "curl/8.5.0"),
+        ("", "Unknown browser"),
+    ],
+)
+def test_a_sign_in_names_its_browser_briefly(agent: str, shown: str) -> None:
+    assert sign_ins.describe_agent(agent) == shown
 
 
 def log_out_everywhere(client: FlaskClient) -> None:
@@ -147,7 +175,7 @@ def test_a_password_reset_ends_every_sign_in(app: Flask, owner: User) -> None:
     there = browser(app)
     there_copy = copy_of(app, there, "remember_token")
     link = app.test_client()
-    path = "/reset/" + sign_ins_reset_token(owner)
+    path = "/reset/" + link_token(owner)
     assert post_form(link, path, {"password": NEW_PASSWORD}).status_code == 302
     assert signed_in(link)
     assert not signed_in(there)
@@ -155,11 +183,23 @@ def test_a_password_reset_ends_every_sign_in(app: Flask, owner: User) -> None:
     assert sign_in_rows(owner) == 1
 
 
-def sign_ins_reset_token(user: User) -> str:
-    from formrelay.services import tokens
-    from formrelay.settings import get_settings
+def test_following_a_link_signed_in_as_someone_else_ends_their_sign_in(
+    app: Flask, owner: User
+) -> None:
+    guest = make_user(db.session, "guest@example.org", password=None)
+    db.session.commit()
+    here = browser(app)
+    owners_copy = copy_of(app, here, "remember_token")
+    path = "/invitation/" + link_token(guest, "INVITE")
+    assert post_form(here, path, {"password": NEW_PASSWORD}).status_code == 302
+    assert "guest@example.org" in here.get("/account").get_data(as_text=True)
+    assert not signed_in(owners_copy)
+    assert sign_in_rows(owner) == 0
 
-    return tokens.issue(get_settings(), tokens.RESET, user)
+
+def link_token(user: User, purpose: str = "RESET") -> str:
+    """The token of a link of this kind (tokens.RESET, tokens.INVITE) for `user`."""
+    return tokens.issue(get_settings(), getattr(tokens, purpose), user)
 
 
 def test_a_sign_in_past_its_expiry_is_refused(
@@ -198,11 +238,15 @@ def test_a_request_keeps_a_sign_in_alive_and_last_seen_moves_every_few_minutes(
     assert signed_in(here)
 
 
-def test_the_worker_deletes_expired_sign_ins(app: Flask, owner: User, worker: Worker) -> None:
+def test_the_worker_deletes_expired_sign_ins(
+    app: Flask, owner: User, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from formrelay.worker import housekeeping
 
     browser(app), browser(app, remember=False)
     db.session.rollback()
     later = utcnow() + sign_ins.IDLE_LIMIT + timedelta(minutes=1)
-    assert housekeeping.forget_sign_ins(worker.session_factory, now=later) == 1
+    monkeypatch.setattr(housekeeping, "utcnow", lambda: later)
+    done = worker.housekeeping.maybe_run()
+    assert done is not None and done.sign_ins == 1
     assert sign_in_rows(owner) == 1

@@ -50,12 +50,18 @@ def load_user(cookie_id: str) -> User | None:
         return None
     user = found.user
     if first and sign_ins.touch_due(found):
-        db.session.rollback()
-        begin_write(db.session())
+        _begin_writing()
         sign_ins.touch(db.session(), found)
         db.session.commit()
     user.sign_in_token = cookie_id.split(":", 2)[2]
     return user
+
+
+def _begin_writing() -> None:
+    """End the request's reads and begin a writer's transaction: on SQLite a transaction
+    that read first could be refused the write (see db.begin_write)."""
+    db.session.rollback()
+    begin_write(db.session())
 
 
 def _begin_sign_in(user: User, *, remember: bool = False) -> None:
@@ -119,7 +125,9 @@ def login() -> View:
 @login_required
 def logout() -> Response:
     if ConfirmInput().validate_on_submit():
-        sign_ins.end(db.session(), current_user.sign_in_token)
+        token = current_user.sign_in_token
+        _begin_writing()
+        sign_ins.end(db.session(), token)
         db.session.commit()
         logout_user()
         flash("You are logged out.", "info")
@@ -317,7 +325,9 @@ def change_password() -> View:
 def logout_everywhere() -> Response:
     if not ConfirmInput().validate_on_submit():
         return error_response(400, "The form had expired: please try again.")
-    sign_ins.end_all(db.session(), current_user._get_current_object())
+    user: User = current_user._get_current_object()
+    _begin_writing()
+    sign_ins.end_all(db.session(), user)
     db.session.commit()
     logout_user()
     flash("You are logged out everywhere: every browser must log in again.", "info")

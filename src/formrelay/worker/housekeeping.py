@@ -29,7 +29,7 @@ DAY_SECONDS = 24 * 3600.0
 class Housework:
     purged: list[retention.Purged]
     swept: list[str]
-    sign_ins: int = 0
+    sign_ins: int
 
 
 def purge(
@@ -65,7 +65,8 @@ def forget_sign_ins(session_factory: sessionmaker[Session], *, now: datetime) ->
 
 
 class Housekeeping:
-    """Runs the purge and the sweep at the worker's start and then once a day."""
+    """Runs the purge, the sweep and the sign-ins' clean-up at the worker's start and then
+    once a day."""
 
     def __init__(self, session_factory: sessionmaker[Session], settings: Settings) -> None:
         self.session_factory = session_factory
@@ -85,11 +86,13 @@ class Housekeeping:
         except Exception:
             # Tried again in an hour rather than a day; deliveries go on meanwhile.
             self.next_at = time.monotonic() + 3600.0
-            log.exception("housekeeping (retention purge, file sweep) failed; again in an hour")
+            log.exception("housekeeping (purge, sweep, sign-ins) failed; again in an hour")
             return None
         for p in done.purged:
             log.info("retention: deleted %d submissions of form %s (older than %d days)",
                      p.deleted, p.form_key, p.days)  # fmt: skip
         if done.swept:
             log.info("sweep: deleted %d stored files no submission names", len(done.swept))
+        if done.sign_ins:
+            log.info("sign-ins: deleted %d expired", done.sign_ins)
         return done
