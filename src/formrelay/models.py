@@ -127,10 +127,33 @@ class User(Base):
     def is_active(self) -> bool:
         return not self.disabled
 
+    # The sign-in this object was loaded for or is being signed in with (the raw token, which
+    # only the browser's cookies hold): set by web/auth.py, never stored on this row.
+    sign_in_token: str = ""
+
     def get_id(self) -> str:
-        """The id a session carries: with the session version, so that a password change
-        (which raises it) ends every session begun before."""
-        return f"{self.id}:{self.session_version}"
+        """The id the session and "Remember me" cookies carry: with the session version, so
+        that a password change (which raises it) ends every session begun before, and with
+        the sign-in, so that logging out (which deletes it) ends copies of the cookies."""
+        return f"{self.id}:{self.session_version}:{self.sign_in_token}"
+
+
+class SignIn(Base):
+    """One browser signed in to one account, for as long as the row lives (web/auth.py)."""
+
+    __tablename__ = "sign_ins"
+
+    id: Mapped[intpk]
+    # SHA-256 of the token the cookies carry: a copy of the database opens no browser's session.
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    remembered: Mapped[bool] = mapped_column(Boolean, default=False)
+    user_agent: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[timestamp]
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    user: Mapped[User] = relationship(lazy="joined")
 
 
 class Form(Base):

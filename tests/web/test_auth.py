@@ -76,6 +76,7 @@ ACCOUNT_POSTS = [
     "/account/timezone",
     "/confirm/resend",
     "/logout",
+    "/account/logout-everywhere",
 ]
 
 

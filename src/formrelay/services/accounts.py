@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ..models import Delivery, DeliveryStatus, Form, Role, User, utcnow
-from . import forms, passwords, permissions, tokens
+from . import forms, passwords, permissions, sign_ins, tokens
 from .addresses import normalize_email
 from .errors import Conflict, InvalidInput
 from .outbox import queue_mail
@@ -87,10 +87,12 @@ def _address(email: str) -> str:
 # -- passwords, confirmation, time zone ------------------------------------------------------
 def set_password(session: Session, user: User, password: str) -> None:
     """Give `user` a new password that meets the policy (raises InvalidInput saying what is
-    wrong). Raises the session version: every other session and every link sent before ends."""
+    wrong). Raises the session version and ends every sign-in: every browser signed in and
+    every link sent before stops working."""
     passwords.check_new_password(password, email=user.email)
     user.password_hash = passwords.hash_password(password)
     user.session_version += 1
+    sign_ins.end_all(session, user)
     session.flush()
 
 
@@ -328,6 +330,7 @@ def set_disabled(session: Session, actor: User, user: User, disabled: bool) -> U
         if user.is_admin:
             _keep_an_admin(session, user, "disabled")
         user.session_version += 1
+        sign_ins.end_all(session, user)
     user.disabled = disabled
     session.flush()
     return user
@@ -361,6 +364,7 @@ def delete_user(session: Session, actor: User, user: User) -> Deleted:
         )
     )
     deleted = Deleted(user.email, len(owned), submissions)
+    sign_ins.end_all(session, user)
     session.expire(user, ["forms"])  # a list loaded earlier still holds the deleted forms
     session.delete(user)
     session.flush()

@@ -6,12 +6,12 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from ..db import begin_write
 from ..extensions import db, limiter, login_manager
 from ..models import User, utcnow
-from ..services import accounts, passwords, tokens
+from ..services import accounts, passwords, sign_ins, tokens
 from ..services.errors import InvalidInput
 from ..settings import get_settings
 from .errors import error_response
@@ -39,15 +39,35 @@ View = str | Response | tuple[str, int] | tuple[Response, int]
 
 
 @login_manager.user_loader
-def load_user(session_id: str) -> User | None:
-    """The user a session names, if its session version is still the user's."""
-    user_id, _, version = session_id.partition(":")
-    if not user_id.isdigit() or not version.isdigit():
+def load_user(cookie_id: str) -> User | None:
+    """The user whose sign-in a session or "Remember me" cookie names, while that sign-in
+    lives and the user's session version is still the one it began with."""
+    # "Last seen" is written only when this lookup opened the request's transaction (so that
+    # nothing else of the request is committed early), in a writer's transaction of its own.
+    first = not db.session().in_transaction()
+    found = sign_ins.find(db.session(), cookie_id)
+    if found is None:
         return None
-    user = db.session.scalar(select(User).where(User.id == int(user_id)))
-    if user is None or user.session_version != int(version) or user.disabled:
-        return None
+    user = found.user
+    if first and sign_ins.touch_due(found):
+        _begin_writing()
+        sign_ins.touch(db.session(), found)
+        db.session.commit()
+    user.sign_in_token = cookie_id.split(":", 2)[2]
     return user
+
+
+def _begin_writing() -> None:
+    """End the request's reads and begin a writer's transaction: on SQLite a transaction
+    that read first could be refused the write (see db.begin_write)."""
+    db.session.rollback()
+    begin_write(db.session())
+
+
+def _begin_sign_in(user: User, *, remember: bool = False) -> None:
+    """Record this browser's sign-in as `user` (committed by the caller before login_user)."""
+    agent = request.headers.get("User-Agent", "")
+    user.sign_in_token = sign_ins.begin(db.session(), user, remembered=remember, user_agent=agent)
 
 
 def safe_next(target: str | None) -> str | None:
@@ -90,6 +110,7 @@ def login() -> View:
             if user.password_hash and passwords.needs_rehash(user.password_hash):
                 user.password_hash = passwords.hash_password(form.password.data or "")
             user.last_login_at = utcnow()
+            _begin_sign_in(user, remember=bool(form.remember.data))
             db.session.commit()
             login_user(user, remember=bool(form.remember.data))
             return redirect(safe_next(form.next.data) or url_for("forms.index"))
@@ -104,6 +125,10 @@ def login() -> View:
 @login_required
 def logout() -> Response:
     if ConfirmInput().validate_on_submit():
+        token = current_user.sign_in_token
+        _begin_writing()
+        sign_ins.end(db.session(), token)
+        db.session.commit()
         logout_user()
         flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
@@ -216,6 +241,9 @@ def _set_password(purpose: str, token: str, *, heading: str) -> View:
             user = claim.user
             accounts.mark_confirmed(user)
             user.last_login_at = utcnow()
+            if current_user.is_authenticated:  # whoever was signed in here
+                sign_ins.end(session, current_user.sign_in_token)
+            _begin_sign_in(user)
             db.session.commit()
             logout_user()  # whoever was signed in here, the link's owner is now
             login_user(user)
@@ -254,6 +282,8 @@ def _account_page(
         email_form=email,
         timezone_form=zone,
         zones=accounts.timezone_names(),
+        sign_ins=sign_ins.active(db.session(), current_user._get_current_object()),
+        this_sign_in=sign_ins.digest(current_user.sign_in_token),
     )
     return page, status
 
@@ -281,12 +311,27 @@ def change_password() -> View:
             db.session.rollback()
             form.password.errors = [exc.message]
         else:
+            # Every sign-in ended with the new password; this browser begins a new one.
+            _begin_sign_in(user, remember=remember)
             db.session.commit()
-            # The session version went up: every other session is over; this one carries on.
             login_user(user, remember=remember)
             flash("Your password is changed; other sessions are logged out.", "info")
             return redirect(url_for("auth.account"))
     return _account_page(inputs, 400)
+
+
+@bp.post("/account/logout-everywhere")
+@login_required
+def logout_everywhere() -> Response:
+    if not ConfirmInput().validate_on_submit():
+        return error_response(400, "The form had expired: please try again.")
+    user: User = current_user._get_current_object()
+    _begin_writing()
+    sign_ins.end_all(db.session(), user)
+    db.session.commit()
+    logout_user()
+    flash("You are logged out everywhere: every browser must log in again.", "info")
+    return redirect(url_for("auth.login"))
 
 
 @bp.post("/account/email")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
+from ..services import sign_ins
 from ..settings import Settings
 
 # No inline script or style anywhere: the vendored script and the stylesheet are files.
@@ -25,6 +26,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=https,
+        # The cookie lives as long as the sign-in it names (services/sign_ins.py).
+        REMEMBER_COOKIE_DURATION=sign_ins.REMEMBERED_FOR,
     )
 
     @app.after_request

@@ -1,4 +1,5 @@
-"""Daily housekeeping in every worker: the retention purge and the sweep of orphan files.
+"""Daily housekeeping in every worker: the retention purge, the sweep of orphan files and
+the deletion of expired sign-ins.
 
 Both are idempotent, so several workers doing it each day only repeat a cheap check.
 `formrelay purge` and `formrelay sweep` run the same functions on demand.
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import begin_write
 from ..models import utcnow
-from ..services import attachments, retention
+from ..services import attachments, retention, sign_ins
 from ..settings import Settings
 from ..storage import bind_session_storage, get_storage
 
@@ -28,6 +29,7 @@ DAY_SECONDS = 24 * 3600.0
 class Housework:
     purged: list[retention.Purged]
     swept: list[str]
+    sign_ins: int
 
 
 def purge(
@@ -53,8 +55,18 @@ def sweep(
     return swept
 
 
+def forget_sign_ins(session_factory: sessionmaker[Session], *, now: datetime) -> int:
+    """Delete the sign-ins past their expiry (their cookies open nothing already)."""
+    with session_factory() as session:
+        begin_write(session)
+        deleted = sign_ins.delete_expired(session, now)
+        session.commit()
+    return deleted
+
+
 class Housekeeping:
-    """Runs the purge and the sweep at the worker's start and then once a day."""
+    """Runs the purge, the sweep and the sign-ins' clean-up at the worker's start and then
+    once a day."""
 
     def __init__(self, session_factory: sessionmaker[Session], settings: Settings) -> None:
         self.session_factory = session_factory
@@ -69,15 +81,18 @@ class Housekeeping:
             done = Housework(
                 purge(self.session_factory, self.settings, now=utcnow()),
                 sweep(self.session_factory, self.settings, now=utcnow()),
+                forget_sign_ins(self.session_factory, now=utcnow()),
             )
         except Exception:
             # Tried again in an hour rather than a day; deliveries go on meanwhile.
             self.next_at = time.monotonic() + 3600.0
-            log.exception("housekeeping (retention purge, file sweep) failed; again in an hour")
+            log.exception("housekeeping (purge, sweep, sign-ins) failed; again in an hour")
             return None
         for p in done.purged:
             log.info("retention: deleted %d submissions of form %s (older than %d days)",
                      p.deleted, p.form_key, p.days)  # fmt: skip
         if done.swept:
             log.info("sweep: deleted %d stored files no submission names", len(done.swept))
+        if done.sign_ins:
+            log.info("sign-ins: deleted %d expired", done.sign_ins)
         return done

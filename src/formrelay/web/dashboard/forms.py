@@ -164,7 +164,7 @@ RECIPIENT_MAIL_LIMIT = "10/hour;30/day"
 
 
 def _account_key() -> str:
-    return f"recipient-mail:{current_user.get_id()}"
+    return f"recipient-mail:{current_user.id}"
 
 
 def _mailed(response: Response) -> bool:
