@@ -239,3 +239,26 @@ def test_serve_on_another_port_gives_out_its_own_address(tmp_path):
         405,
         True,
     )
+
+
+@pytest.mark.slow
+def test_a_fresh_serve_admits_exactly_its_limit_from_its_first_post(tmp_path):
+    """The first posts arrive while the machine's committer starts: wherever a post is
+    counted, a limit of 10 a minute admits 10 of 12 quick posts, never 11."""
+    formrelay = str(BIN / "formrelay")
+    for turn in range(2):  # twice: each start with a committer of its own to wait for
+        port = free_port()
+        env = env_for(tmp_path / str(turn), FORMRELAY_BASE_URL=f"http://127.0.0.1:{port}")
+        assert run([formrelay, "db", "upgrade"], env, tmp_path).returncode == 0
+        demo = run([formrelay, "form", "demo"], env, tmp_path)
+        url = re.search(r"http://127\.0\.0\.1:\d+/f/[\w-]+", demo.stdout).group(0)
+        proc = start([formrelay, "serve", "--port", str(port)], env, tmp_path)
+        try:
+            wait_for(f"http://127.0.0.1:{port}/formrelay.js", proc)
+            with httpx.Client(headers={"Accept": "application/json"}, timeout=30) as client:
+                statuses = [
+                    client.post(url, data={"message": f"{n}"}).status_code for n in range(12)
+                ]
+        finally:
+            out = stop(proc)
+        assert statuses == [200] * 10 + [429] * 2, out

@@ -259,6 +259,10 @@ class GroupCommit:
     def _commit(self, queued: list[_Item]) -> None:
         batch = [i for i in queued if i.prepared is not None]
         try:
+            if batch and self.remote is not None and self._counts_in_memory:
+                batch = self._count_before_forwarding(batch)
+                if not batch:  # every one past its limit: nothing to store
+                    return
             forwarded = self.remote is not None and self._forward(batch)
             if batch and not forwarded:
                 to_store = self._count(batch)
@@ -272,6 +276,21 @@ class GroupCommit:
         finally:
             for item in queued:
                 item.done.set()
+
+    @property
+    def _counts_in_memory(self) -> bool:
+        return self.counters is not None and self.counters.per_process
+
+    def _count_before_forwarding(self, batch: list[_Item]) -> list[_Item]:
+        """Count the batch here, in this process's memory, and leave the committer nothing
+        to count: the counts then live where this process's other posts are counted
+        (those refused, those with files) and where its batches are counted whenever the
+        committer is not up (starting, restarting), so a limit of N admits N. Returns
+        the submissions to store."""
+        to_store = self._count(batch)
+        for item in to_store:
+            item.counted = None
+        return to_store
 
     def _forward(self, batch: list[_Item]) -> bool:
         """Hand the batch to the machine's committer; False when none took it."""

@@ -118,3 +118,25 @@ def test_a_pause_holds_every_worker(app: Flask, clock: Clock, stop: threading.Ev
 def test_no_rate_reserves_nothing(app: Flask, clock: Clock, stop: threading.Event) -> None:
     assert pacer(app, clock, rate=0).wait(stop, 3) is None
     assert db.session.get(SendRate, "email") is None
+
+
+@pytest.mark.parametrize(
+    ("rate", "logged"),
+    [
+        (0.0, "sending is unlimited: no send rate is set (all workers)"),
+        (14.0, "sending at most 14 recipients a second (all workers)"),
+    ],
+)
+def test_the_log_says_the_rate_or_that_sending_is_unlimited(
+    app: Flask,
+    clock: Clock,
+    stop: threading.Event,
+    caplog: pytest.LogCaptureFixture,
+    rate: float,
+    logged: str,
+) -> None:
+    caplog.set_level("INFO", logger="formrelay.worker")
+
+    pacer(app, clock, rate).wait(stop, 1)
+
+    assert [r.getMessage() for r in caplog.records if r.name == "formrelay.worker"] == [logged]

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from formrelay.extensions import db
 from formrelay.models import Submission
+from formrelay.services import inbox
 
 from ..factories import make_form
 from ..uploads import (
@@ -306,12 +307,17 @@ def test_a_file_without_a_name_is_called_file(storage, client):
 
 
 # -- durability ------------------------------------------------------------------------
-def test_a_honeypot_submission_keeps_no_file(storage: Stored, client):
+def test_spam_keeps_its_files_until_the_spam_is_deleted(storage: Stored, client):
     form = make_files_form()
     r = post(client, form, [("cv", ("cv.pdf", PDF, "application/pdf")), ("_gotcha", "bot")])
     assert r.status_code == 200  # answered like any success
     db.session.rollback()
-    assert db.session.scalars(select(Submission)).one().is_spam
+    kept = db.session.scalars(select(Submission)).one()
+    assert kept.is_spam
+    [attachment] = attachments()
+    assert [o.rpartition("/")[2] for o in storage.objects()] == [attachment.storage_key]
+    inbox.empty_spam(db.session, form.owner, form)
+    db.session.commit()
     assert attachments() == [] and storage.objects() == []
 
 

@@ -161,6 +161,11 @@ class SharedCounters:
         self._script: Script | None = None
         self._group = GroupCount(self._in_redis)
 
+    @property
+    def per_process(self) -> bool:
+        """Whether the counts live in this process's memory (memory://), unseen by others."""
+        return self.uri.startswith("memory://")
+
     def _primary(self) -> Storage | LocalCounts:
         if self.uri.startswith("memory://"):
             return self._memory

@@ -30,8 +30,6 @@ class StoredSubmission:
     id: int
     # Where the submitter goes next: _next or the form's redirect; None means our thanks page.
     next_url: str | None
-    # Whether its files were recorded with it (not for spam: the caller removes them).
-    kept_files: bool = False
 
 
 @dataclass(frozen=True)
@@ -297,11 +295,10 @@ def store_submissions(
     ):
         if submission_id is None:
             continue
-        # Spam keeps no file (Formlander's bug #50 kept them on disk).
-        kept = bool(item.files) and item.spam_reason is None
-        results[index] = StoredSubmission(submission_id, next_url, kept_files=kept)
-        if kept:
-            files.extend(attachment_rows(submission_id, item.files))
+        results[index] = StoredSubmission(submission_id, next_url)
+        # Spam keeps its files, recorded like any (Formlander's bug #50 left them on disk
+        # unrecorded): "Not spam" sends them, and deleting the spam removes them.
+        files.extend(attachment_rows(submission_id, item.files))
         values.extend((submission_id, *v[1:]) for v in its)
     writer.insert_delivery_values(values + notice_values)
     writer.insert_attachments(files)

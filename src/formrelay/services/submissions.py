@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -99,10 +100,7 @@ def prepare_submission(
 
     honeypots = (*special.get(HONEYPOT, ()), *special.get(honeypot, ()))
     if any(value.strip() for value in honeypots):
-        next_url = _lenient_next_url(special.get(NEXT, []), meta)
-        return PreparedSubmission(
-            data, meta, next_url=next_url, spam_reason="honeypot field was filled"
-        )
+        return _lenient_spam(data, special, meta, allow_cc, "honeypot field was filled")
 
     if not has_files and not any(value.strip() for _, value in data):
         raise SubmissionRejected("EMPTY", "The form was submitted with no data.")
@@ -218,6 +216,47 @@ def _next_url(raw: str, meta: SubmissionMeta) -> str | None:
 
 def _bad_next(reason: str) -> SubmissionRejected:
     return SubmissionRejected("INVALID_NEXT", f"The {NEXT} field {reason}.", NEXT)
+
+
+def _lenient_spam(
+    data: list[tuple[str, str]],
+    special: dict[str, list[str]],
+    meta: SubmissionMeta,
+    allow_cc: bool,
+    reason: str,
+) -> PreparedSubmission:
+    """A submission kept as spam without validation: it keeps every special field that is
+    valid (an invalid one is dropped, never reported to the bot), so that "Not spam" sends
+    what the same submission would have sent had it not been taken for spam."""
+
+    def valid(values: list[str], check: Callable[[str], str | None]) -> list[str | None]:
+        kept: list[str | None] = []
+        for value in values:
+            try:
+                kept.append(check(value))
+            except SubmissionRejected:
+                continue
+        return kept
+
+    explicit = [v for v in special.get(REPLY_TO, []) if v.strip()]
+    reply_to = _first(valid(explicit, lambda v: normalize_mailbox(v, REPLY_TO))) or _first(
+        valid(_email_values(data), lambda v: normalize_email(v, EMAIL_FIELD))
+    )
+    cc: list[str] = []
+    if allow_cc:
+        try:
+            cc = _cc_list([value for value in special.get(CC, []) if value.strip()])
+        except SubmissionRejected:
+            cc = []
+    return PreparedSubmission(
+        data,
+        meta,
+        reply_to=reply_to,
+        subject=_first([clean_subject(raw) for raw in special.get(SUBJECT, [])]),
+        cc=tuple(cc),
+        next_url=_lenient_next_url(special.get(NEXT, []), meta),
+        spam_reason=reason,
+    )
 
 
 def _lenient_next_url(values: list[str], meta: SubmissionMeta) -> str | None:

@@ -68,13 +68,18 @@ def parse_payload(content_type: str | None, body: bytes, *, max_fields: int) -> 
     return payload
 
 
-def incomplete_body() -> SubmissionRejected:
-    """The refusal of a body that ended before its end (web/public.py, web/uploads.py)."""
-    return SubmissionRejected(
-        "INCOMPLETE_BODY",
-        "The request body ended before its end (shorter than its Content-Length, or a "
-        "chunked body cut short or malformed); nothing was stored.",
-    )
+def incomplete_body(content_length: int | None) -> SubmissionRejected:
+    """The refusal of a body that ended before its end (web/public.py, web/uploads.py):
+    shorter than its `content_length`, or, without one, a chunked body cut short or with
+    a malformed chunk header. The message names what the client sent."""
+    if content_length is None:
+        problem = (
+            "The chunked request body is cut short or malformed (a chunk's size line is "
+            "not a hexadecimal number, or the last, empty chunk never came)"
+        )
+    else:
+        problem = f"The request body ended before the {content_length} bytes of its Content-Length"
+    return SubmissionRejected("INCOMPLETE_BODY", f"{problem}; nothing was stored.")
 
 
 def add_field(payload: Payload, name: str, data: bytes) -> None:

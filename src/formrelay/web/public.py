@@ -18,7 +18,7 @@ from ..settings import get_settings
 from . import screening
 from .negotiation import allowed_methods, wants_json
 from .payload import incomplete_body, parse_payload
-from .uploads import ReceivedFiles, attach_files, is_multipart, keep_files, receive_multipart
+from .uploads import ReceivedFiles, attach_files, is_multipart, receive_multipart
 
 bp = Blueprint("public", __name__)
 
@@ -61,10 +61,9 @@ def submit(key: str, project: str | None = None) -> Response:
             screening.count_now(limits)
         raise
     # Returns once the submission and its deliveries are committed, together: before any 2xx.
-    # Its files are removed if that fails, and when it was kept without them (spam).
+    # Its files are removed if that fails; spam keeps them, as any submission does.
     with attach_files(received, prepared) as prepared:
         stored = group_commit().accept(key, prepared, limits)
-    keep_files(received, stored)
     next_url = stored.next_url or _thanks_url()
     if wants_json(request):
         # orjson, not jsonify: a tenth of the answer's cost, the same JSON to a client.
@@ -170,17 +169,13 @@ def _read_body(limit: int) -> bytes:
             chunks.append(chunk)
             received += len(chunk)
     except (ClientDisconnected, OSError, ValueError):
-        raise _incomplete() from None
+        raise incomplete_body(expected) from None
     body = b"".join(chunks)
     if len(body) > limit:
         raise too_large
     if expected is not None and len(body) < expected:
-        raise _incomplete()
+        raise incomplete_body(expected)
     return body
-
-
-def _incomplete() -> SubmissionRejected:
-    return incomplete_body()
 
 
 _THANKS: dict[str, str] = {}

@@ -111,7 +111,7 @@ def prepare(
 ) -> PreparedSubmission:
     """The submission as group commit stores it, after every rule of its form: refused
     with the rule's code (SubmissionRejected), or marked as suspected spam with its reason
-    (it then keeps none of its files: `has_files`, streamed to storage already).
+    (keeping its special fields and files, as any submission: `has_files` says it has some).
 
     An unknown form gets no rules: group commit answers FORM_NOT_FOUND.
     """

@@ -28,7 +28,6 @@ from ..models import Form
 from ..services import attachments
 from ..services.attachments import SNIFF_BYTES, StoredFile, UploadPolicy
 from ..services.errors import FormDisabled, FormNotFound, SubmissionRejected
-from ..services.outbox import StoredSubmission
 from ..services.submissions import PreparedSubmission
 from ..settings import Settings
 from ..storage import Storage, Writer, get_storage, new_key
@@ -51,8 +50,7 @@ def is_multipart(content_type: str | None) -> bool:
 
 @dataclass
 class ReceivedFiles:
-    """The files one request stored; `discard` removes them (a refusal, a failed commit,
-    spam)."""
+    """The files one request stored; `discard` removes them (a refusal, a failed commit)."""
 
     storage: Storage
     files: list[StoredFile] = field(default_factory=list)
@@ -79,13 +77,6 @@ def attach_files(
     except BaseException:
         received.discard()
         raise
-
-
-def keep_files(received: ReceivedFiles | None, stored: StoredSubmission) -> None:
-    """After the commit: remove the files a submission was stored without (spam, which
-    keeps no file)."""
-    if received is not None and received.files and not stored.kept_files:
-        received.discard()
 
 
 def receive_multipart(
@@ -157,12 +148,12 @@ class _MultipartReader:
                 if finished:
                     break
             if expected is not None and received < expected and not finished:
-                raise incomplete_body()
+                raise incomplete_body(expected)
             if not finished:
                 decoder.receive_data(None)
                 finished = self._events(decoder)
         except (ClientDisconnected, OSError):
-            raise incomplete_body() from None
+            raise incomplete_body(expected) from None
         except ValueError:
             raise SubmissionRejected(
                 "INVALID_MULTIPART", "The multipart body is malformed."

@@ -93,7 +93,10 @@ class SharedPacer:
             self._rate = self.rate_source()
             self._rate_read_at = now
             self._fallback = Pacer(self._rate)
-            log.info("sending at most %g recipients a second (all workers)", self._rate)
+            if self._rate:
+                log.info("sending at most %g recipients a second (all workers)", self._rate)
+            else:
+                log.info("sending is unlimited: no send rate is set (all workers)")
         return self._rate
 
     def wait(
