@@ -8,7 +8,8 @@ loaded only on 127.0.0.1 by wrk: closed loop for peak throughput, and paced, wit
 arriving as a Poisson process, for latency at a fixed rate (see paced). hey's figure at the
 same rate, from bursts of synchronised requests, is reported beside it.
 The ingest section measures formrelay beside two reference apps served the same way
-(bench/reference_parse.py, bench/reference_commit.py): its reachable ceilings.
+(bench/reference_parse.py, bench/reference_commit.py): its reachable ceilings; the
+delivery section measures the worker beside a minimal sender (bench/reference_send.py).
 The uploads section (bench/uploads.py) streams a 50 MB file to local storage and to S3
 (moto), watching the web worker's RSS. The dashboard section (bench/dashboard.py) seeds
 a million submissions and measures the owner's pages, search and export through the same server.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -152,6 +154,10 @@ def _paced_run(
         "    summary.duration, summary.errors.status, summary.errors.connect\n"
         "    + summary.errors.read + summary.errors.write + summary.errors.timeout,\n"
         "    latency.mean, latency:percentile(50), latency:percentile(99)))\n"
+        f"  for _, p in ipairs({{{', '.join(f'{q:g}' for q in QUANTILES)}}}) do\n"
+        "    io.write(string.format('Q %g %d\\n', p, latency:percentile(p)))\n"
+        "  end\n"
+        "  io.write(string.format('Q 100 %d\\n', latency.max))\n"
         "end\n"
     )
     out = subprocess.run(
@@ -163,15 +169,99 @@ def _paced_run(
     fields = re.search(r"PACED (.*)", out).group(1).split()
     requests, duration_us, non_2xx, socket_errors = (int(f) for f in fields[:4])
     mean_us, p50_us, p99_us = float(fields[4]), int(fields[5]), int(fields[6])
+    quantiles = [(float(p), int(us) / 1000) for p, us in re.findall(r"^Q (\S+) (\d+)$", out, re.M)]
     return {
         "achieved_rps": requests / (duration_us / 1e6),
         "mean_ms": mean_us / 1000,
         "p50_ms": p50_us / 1000,
         "p99_ms": p99_us / 1000,
         "requests": requests,
+        "seconds": duration_us / 1e6,
         "non_2xx": non_2xx,
         "socket_errors": socket_errors,
+        "quantiles": quantiles,
     }
+
+
+# The percentiles each paced run reports (and its maximum), finest in the tail, so that runs
+# taken in turns can be pooled into one distribution: wrk's Lua gives percentiles, not the
+# samples.
+QUANTILES = (*range(1, 90), *(90 + i / 10 for i in range(100)), 99.95, 99.99)
+
+
+def pooled_percentile(runs: list[dict[str, Any]], percent: float) -> float:
+    """The percentile of every request of `runs` together, from each run's quantiles.
+
+    Each run's share below a latency is read off its quantiles (linearly between them),
+    weighted by its requests; the answer is the lowest reported latency at which the
+    pooled share reaches `percent`.
+    """
+
+    def below(run: dict[str, Any], ms: float) -> float:
+        points = run["quantiles"]
+        if ms < points[0][1]:
+            return 0.0
+        for (p0, v0), (p1, v1) in itertools.pairwise(points):
+            if v0 <= ms < v1:
+                return p0 + (p1 - p0) * (ms - v0) / (v1 - v0)
+        return 100.0
+
+    total = sum(run["requests"] for run in runs)
+    for ms in sorted({v for run in runs for _, v in run["quantiles"]}):
+        if sum(below(run, ms) * run["requests"] for run in runs) / total >= percent:
+            return ms
+    return max(v for run in runs for _, v in run["quantiles"])
+
+
+def pooled(runs: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+    """Paced runs taken in turns at one offered rate, as if they were one run."""
+    requests = sum(r["requests"] for r in runs)
+    return {
+        "achieved_rps": requests / sum(r["seconds"] for r in runs),
+        "mean_ms": sum(r["mean_ms"] * r["requests"] for r in runs) / requests,
+        "p50_ms": pooled_percentile(runs, 50),
+        "p99_ms": pooled_percentile(runs, 99),
+        "requests": requests,
+        "non_2xx": sum(r["non_2xx"] for r in runs),
+        "socket_errors": sum(r["socket_errors"] for r in runs),
+        "offered_rps": rate,
+        "turns_p99_ms": [r["p99_ms"] for r in runs],
+    }
+
+
+def paced_turns(
+    targets: dict[str, tuple[str, float]],
+    turns: int,
+    seconds: int,
+    workdir: Path,
+    headers: dict[str, str] | None = None,
+    before: Any = None,
+) -> dict[str, dict[str, Any]]:
+    """Latency of several servers (name: (url, offered rate)) measured in alternating turns.
+
+    Each server's response time is measured once first (as paced does), then each has
+    `turns` paced runs of `seconds`, another server going first each turn, `before(name)`
+    called before each; each server's runs are pooled into one result.
+    """
+    connections = 32
+    names = list(targets)
+    probes: dict[str, float] = {}
+    for name in names:
+        if before is not None:
+            before(name)
+        url, rate = targets[name]
+        probes[name] = _paced_run(url, rate, 2, workdir, connections, 0.0, headers)["mean_ms"]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for turn in range(turns):
+        at = turn % len(names)
+        for name in names[at:] + names[:at]:
+            if before is not None:
+                before(name)
+            url, rate = targets[name]
+            runs[name].append(
+                _paced_run(url, rate, seconds, workdir, connections, probes[name], headers)
+            )
+    return {name: pooled(runs[name], targets[name][1]) for name in names}
 
 
 def hey(
@@ -234,18 +324,25 @@ def hey(
 # -- parts of the system under test ---------------------------------------------------------
 @dataclass
 class MailSink:
-    """aiosmtpd in this process; `delay` seconds per message models a slow mail server."""
+    """aiosmtpd in this process; `delay` seconds per message models a slow mail server.
+
+    While `kept` is a list, each message's envelope and bytes as received go into it.
+    """
 
     delay: float = 0.0
     count: int = 0
     port: int = field(default_factory=free_port)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    kept: list[tuple[str, list[str], bytes]] | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
         with self.lock:
             self.count += 1
+            if self.kept is not None:
+                kept = (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                self.kept.append(kept)
         return "250 OK"
 
     @contextmanager
@@ -460,6 +557,9 @@ CHECKS_REDIS = "redis://127.0.0.1:6379/14"
 # all of them: TURNS turns of about a third of a run each (3 s; 1 s with --quick).
 ROUNDS = ("parse", "committer", "plain", "guarded", "all_checks", "worker")
 TURNS = 6
+# Then the latency at half the peak, the same way: these two servers, in four turns each.
+HALF_PEAK = ("worker", "committer")
+HALF_PEAK_TURNS = 4
 
 
 def all_checks_form(stack: Stack) -> str:
@@ -516,7 +616,7 @@ def bench_ingest(
     index); and on a database of its own, formrelay with its worker draining beside it, as
     production runs. All six up at once, measured in TURNS short turns each while the
     others idle (the worker stopped through the others' turns); then the worker's stack at
-    half its peak.
+    half its peak and the minimal committer at half its own, in turns the same way.
     The bare endpoint (bench/bare.py) is measured once, for reference only.
     """
     worker_db = db.another(workdir, "with-worker")
@@ -624,21 +724,26 @@ def ingest_runs(
                         result["stored"] = submissions(counted[name]) - before
                         stored[name] += result["stored"]
                     rounds[name].append(result)
-            running("worker")
-
-            # The minimal committer's own latency at half its peak: what this machine gives
-            # the half-peak target's yardstick (reported beside formrelay's, not a target).
-            committers = rounds["committer"]
-            reference_peak = sum(r["rps"] for r in committers) / len(committers)
-            committer_half = paced(urls["committer"], reference_peak / 2, seconds, workdir, BROWSER)
             for name, (server, _, _) in apps.items():
-                if name != "worker":
+                if name not in ("committer", "worker"):
                     server.stop()
 
-            # formrelay at half its peak, its worker draining beside it.
-            worker_peak = sum(r["rps"] for r in rounds["worker"]) / len(rounds["worker"])
-            half = paced(urls["worker"], worker_peak / 2, seconds, workdir, BROWSER)
-            half_hey = hey(urls["worker"], worker_peak / 2, seconds, workdir, BROWSER)
+            # formrelay at half its peak, its worker draining beside it, and the minimal
+            # committer at half its own peak: the yardstick of the p99 target, measured in
+            # turns of their own as the peaks were.
+            peak = {name: sum(r["rps"] for r in rounds[name]) / TURNS for name in HALF_PEAK}
+            halves = paced_turns(
+                {name: (urls[name], peak[name] / 2) for name in HALF_PEAK},
+                HALF_PEAK_TURNS,
+                turn_seconds,
+                workdir,
+                BROWSER,
+                before=running,
+            )
+            half, committer_half = halves["worker"], halves["committer"]
+            running("worker")
+            apps["committer"][0].stop()
+            half_hey = hey(urls["worker"], peak["worker"] / 2, seconds, workdir, BROWSER)
             stop_sampling.set()
             sampler.join()
             worked.stop()
@@ -679,6 +784,7 @@ def ingest_runs(
         "half_peak": half,
         "half_peak_hey": half_hey,
         "committer_half_peak": committer_half,
+        "p99_vs_committer": half["p99_ms"] / committer_half["p99_ms"],
         "acknowledged": sum(r["requests"] - r["non_2xx"] for r in worked_rounds),
         "stored": stored["worker"],
         "non_2xx": sum(r["non_2xx"] for r in worked_rounds),
@@ -784,16 +890,77 @@ def run_worker_until(stack: Stack, db: Database, n: int, timeout: float) -> None
     proc.wait(timeout=15)
 
 
+# formrelay's worker and the minimal sender take turns in this order, so that the machine
+# speeding up or slowing down through the section falls on both alike.
+DELIVERY_TURNS = ("worker", "reference", "reference", "worker")
+
+
+def bench_smtp(workdir: Path, n: int, mail: MailSink) -> dict[str, Any]:
+    """One worker process to SMTP beside the minimal sender (bench/reference_send.py).
+
+    The worker's two turns send n/2 deliveries each, from databases filled beforehand; the
+    reference's send the exact messages the sink received in the worker's first turn.
+    """
+    import reference_send
+
+    half = n // 2
+    stacks = []
+    for turn in range(2):
+        (workdir / f"smtp-{turn}").mkdir()
+        db = Database.sqlite(workdir / f"smtp-{turn}")
+        stacks.append((enqueue(db, workdir / f"smtp-{turn}", half, mail), db))
+    messages = workdir / "messages.json"
+    runs: dict[str, list[dict[str, Any]]] = {"worker": [], "reference": []}
+    for name in DELIVERY_TURNS:
+        before = mail.count
+        if name == "worker":
+            stack, db = stacks[len(runs["worker"])]
+            mail.kept = [] if not messages.exists() else None
+            run_worker_until(stack, db, half, timeout=120)
+            sent, rate = delivery_rate(db)
+            result: dict[str, Any] = {"messages": sent, "rate_per_s": rate}
+            if mail.kept is not None:
+                reference_send.dump(mail.kept, messages)
+                mail.kept = None
+        else:
+            command = ["-m", "bench.reference_send", str(messages), "127.0.0.1", str(mail.port)]
+            out = subprocess.run(  # started as the worker is: its settings, its own session
+                [sys.executable, *command],
+                env=stacks[0][0].env,
+                start_new_session=True,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            result = json.loads(out.splitlines()[-1])
+        result["received"] = mail.count - before
+        runs[name].append(result)
+    worker = sum(r["rate_per_s"] for r in runs["worker"]) / len(runs["worker"])
+    reference = sum(r["rate_per_s"] for r in runs["reference"]) / len(runs["reference"])
+    return {
+        "smtp": {
+            "messages": sum(r["messages"] for r in runs["worker"]),
+            "received": sum(r["received"] for r in runs["worker"]),
+            "rate_per_s": worker,
+            "turns": runs["worker"],
+        },
+        "smtp_reference": {
+            "messages": sum(r["messages"] for r in runs["reference"]),
+            "received": sum(r["received"] for r in runs["reference"]),
+            "rate_per_s": reference,
+            "turns": runs["reference"],
+        },
+        "smtp_vs_reference": worker / reference if reference else 0.0,
+    }
+
+
 def bench_delivery(workdir: Path, n: int, report: dict[str, Any]) -> None:
-    """Item 3: one worker process to SMTP (fast), to SES in moto, and with a send rate."""
+    """Item 3: one worker process to SMTP (fast) beside the minimal sender, to SES in moto,
+    and with a send rate."""
     out: dict[str, Any] = {}
     with MailSink().running() as mail:
-        db = Database.sqlite(workdir / "smtp")
-        (workdir / "smtp").mkdir()
-        stack = enqueue(db, workdir / "smtp", n, mail)
-        run_worker_until(stack, db, n, timeout=120)
-        sent, rate = delivery_rate(db)
-        out["smtp"] = {"messages": sent, "received": mail.count, "rate_per_s": rate}
+        out.update(bench_smtp(workdir, n, mail))
 
         rate_limit = 100.0
         db = Database.sqlite(workdir / "limited")
@@ -908,17 +1075,22 @@ def targets(report: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
             out.append((f"ingest_{name}_{run}_rps", r[f"{run}_rps"], "report", True))
         out.append((f"ingest_{name}_ratio", r["ratio"], "report", True))  # worker vs bare
         # Without the worker, as the references run; then with it, as production runs.
-        for figure, goal in (("vs_committer", 0.9), ("vs_parse", 0.45)):
-            out.append((f"ingest_{name}_{figure}", r[figure], f">={goal}", r[figure] >= goal))
+        # Against the parse-only app it is reported only: the minimal committer itself
+        # reaches less than the 0.45 once asked (docs/performance.md#the-targets-re-set).
+        versus = r["vs_committer"]
+        out.append((f"ingest_{name}_vs_committer", versus, ">=0.9", versus >= 0.9))
+        out.append((f"ingest_{name}_vs_parse", r["vs_parse"], "report", True))
         versus = r["worker_vs_committer"]
         out.append((f"ingest_{name}_worker_vs_committer", versus, ">=0.65", versus >= 0.65))
         if "worker_sent_per_s" in r:
             out.append((f"ingest_{name}_worker_sent_per_s", r["worker_sent_per_s"], "report", True))
-        p99 = r["half_peak"]["p99_ms"]
-        out.append((f"ingest_{name}_p99_ms_at_half_peak", p99, "<15", p99 < 15))
-        if "committer_half_peak" in r:
-            p99 = r["committer_half_peak"]["p99_ms"]
-            out.append((f"ingest_{name}_committer_p99_ms_at_half_peak", p99, "report", True))
+        # The half-peak p99 against the minimal committer's own at half its own peak, both
+        # measured in the same turns; the two figures themselves are reported.
+        p99, committer_p99 = r["half_peak"]["p99_ms"], r["committer_half_peak"]["p99_ms"]
+        out.append((f"ingest_{name}_p99_ms_at_half_peak", p99, "report", True))
+        out.append((f"ingest_{name}_committer_p99_ms_at_half_peak", committer_p99, "report", True))
+        versus = p99 / committer_p99 if committer_p99 > 0 else float("inf")
+        out.append((f"ingest_{name}_p99_vs_committer", versus, "<=1.5", versus <= 1.5))
         hey_p99 = r["half_peak_hey"]["p99_ms"]
         out.append((f"ingest_{name}_p99_ms_at_half_peak_hey_bursts", hey_p99, "report", True))
         # Every check on, within 15% of the plain run (both without the worker), and every
@@ -946,14 +1118,14 @@ def targets(report: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
         out.append((f"isolation_{name}_p99_ratio", r["ratio"], "<=1.2", r["ratio"] <= 1.2))
     d = report.get("delivery", {})
     if "smtp" in d:
-        out.append(
-            (
-                "delivery_smtp_per_s",
-                d["smtp"]["rate_per_s"],
-                ">=500",
-                d["smtp"]["rate_per_s"] >= 500,
-            )
-        )
+        # The absolute rate measures the machine as much as formrelay: it is reported, and
+        # the target is against the minimal sender on the same messages and sink.
+        out.append(("delivery_smtp_per_s", d["smtp"]["rate_per_s"], "report", True))
+    if "smtp_reference" in d:
+        rate = d["smtp_reference"]["rate_per_s"]
+        out.append(("delivery_smtp_reference_per_s", rate, "report", True))
+        versus = d["smtp_vs_reference"]
+        out.append(("delivery_smtp_vs_reference", versus, ">=0.5", versus >= 0.5))
     if "rate_limited" in d:
         err = d["rate_limited"]["error"]
         out.append(("delivery_send_rate_error", err, "<=0.05", err <= 0.05))
