@@ -303,6 +303,26 @@ def test_malformed_rows_are_reported_by_line_and_nothing_is_imported(
     assert stored(form) == []
 
 
+def test_times_outside_the_years_1_to_9999_in_utc_are_lines_that_are_not_times(
+    formrelay: Run, form: Form, tmp_path: Path
+) -> None:
+    content = (
+        "time,message\n"
+        "2024-01-01T00:00:00Z,fine\n"
+        "0001-01-01T00:00:00+14:00,before year 1 in UTC\n"  # line 3
+        "9999-12-31T23:00:00-14:00,after 9999 in UTC\n"  # line 4
+        "2024-01-02T00:00:00Z,fine too\n"
+    )
+    result = formrelay("import", "--form", form.key, str(write(tmp_path, content)))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: {tmp_path / 'in.csv'}: Nothing was imported:",
+        "line 3: time '0001-01-01T00:00:00+14:00' is not a time",
+        "line 4: time '9999-12-31T23:00:00-14:00' is not a time",
+    ]
+    assert stored(form) == []
+
+
 def test_without_a_time_column_the_operator_is_asked_to_name_one(
     formrelay: Run, form: Form, tmp_path: Path
 ) -> None:

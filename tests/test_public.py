@@ -341,8 +341,25 @@ def test_disabled_form_is_403_with_a_clear_message(client):
 def test_get_on_the_endpoint_is_405_and_explains_how_to_post(client, form):
     r = client.get(f"/f/{form.key}")
     assert r.status_code == 405
-    assert r.headers["Allow"] == "GET, HEAD, OPTIONS, POST"  # as OPTIONS says
+    # Only what is answered otherwise than 405, as OPTIONS and a PUT's 405 say.
+    assert r.headers["Allow"] == "OPTIONS, POST"
+    assert client.options(f"/f/{form.key}").headers["Allow"] == "OPTIONS, POST"
+    assert client.put(f"/f/{form.key}").headers["Allow"] == "OPTIONS, POST"
     assert f'&lt;form action="{BASE_URL}/f/{form.key}" method="POST"&gt;' in r.text
+
+
+@pytest.mark.parametrize("path", ["/f/no-such-key", "/p/project/f/no-such-key"])
+def test_get_on_an_unknown_key_is_404_form_not_found_as_a_post_says(client, path):
+    posted = client.post(path, data={"message": "hi"}, headers={"Accept": "application/json"})
+    got = client.get(path, headers={"Accept": "application/json"})
+    assert (got.status_code, got.json) == (posted.status_code, posted.json)
+    assert got.json["errors"] == [
+        {"code": "FORM_NOT_FOUND", "message": "There is no form at this address."}
+    ]
+    page = client.get(path, headers={"Accept": "text/html"})
+    assert (page.status_code, page.mimetype) == (404, "text/html")
+    assert "There is no form at this address." in page.text
+    assert "method=" not in page.text  # no form to paste
 
 
 @pytest.mark.parametrize(

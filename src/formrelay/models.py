@@ -75,6 +75,10 @@ DEFAULT_ALLOWED_TYPES = (
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
+# The largest id a row can have: the ids are INTEGER, 32-bit on PostgreSQL. A query naming
+# a larger one fails instead of finding nothing (SQLite's driver past 64 bits, PostgreSQL's
+# "integer out of range" past 32), so no id past this reaches one.
+MAX_ID = 2**31 - 1
 timestamp = Annotated[datetime, mapped_column(UTCDateTime, default=utcnow, nullable=False)]
 email_str = Annotated[str, mapped_column(String(320))]
 

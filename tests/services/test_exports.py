@@ -217,6 +217,12 @@ def test_bad_filter_parameters_are_refused_by_name(params: dict[str, str], messa
 
 def test_file_names_say_form_folder_and_day(form: Form) -> None:
     day = datetime(2026, 12, 1).date()
+    assert exports.filename(SubmissionFilter(form=form), "csv", day) == "contact-2026-12-01.csv"
+    form.name = "Contact (EN) — main!"
+    assert exports.filename(SubmissionFilter(form=form, spam=True), "csv", day) == (
+        "contact-en-main-spam-2026-12-01.csv"
+    )
+    form.name = "***"  # nothing of the name is left: the key
     assert exports.filename(SubmissionFilter(form=form), "csv", day) == f"{form.key}-2026-12-01.csv"
     assert exports.filename(SubmissionFilter(spam=True), "json", day) == (
         "submissions-spam-2026-12-01.json"

@@ -73,10 +73,10 @@ def test_the_owner_downloads_a_csv_attachment_streamed(
     response = client.get(f"/forms/{form.key}/export.csv")
     assert response.status_code == 200
     assert response.is_streamed
-    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     today = utcnow().date().isoformat()
     assert response.headers["Content-Disposition"] == (
-        f'attachment; filename="{form.key}-{today}.csv"'
+        f'attachment; filename="contact-{today}.csv"'
     )
     assert response.headers["Cache-Control"] == "no-store"
     assert table(response.data) == [
@@ -92,8 +92,11 @@ def test_the_json_download_is_the_records_array(
     auth.login(OWNER)
     response = client.get(f"/forms/{form.key}/export.json")
     assert response.is_streamed
-    assert response.mimetype == "application/json"
-    assert response.headers["Content-Disposition"].endswith('.json"')
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    today = utcnow().date().isoformat()
+    assert response.headers["Content-Disposition"] == (
+        f'attachment; filename="contact-{today}.json"'
+    )
     [record] = json.loads(response.data)
     assert record["id"] == submission.id
     assert record["form"] == form.key
@@ -122,7 +125,23 @@ def test_the_export_shows_what_the_pages_filter_shows(
     assert messages("folder=spam") == ["junk"]
     assert messages("since=2025-01-01&until=2025-12-31") == ["last year"]
     spam = client.get(f"/forms/{form.key}/export.csv?folder=spam")
-    assert f'filename="{form.key}-spam-' in spam.headers["Content-Disposition"]
+    assert 'filename="contact-spam-' in spam.headers["Content-Disposition"]
+
+
+def test_a_form_named_in_other_letters_downloads_as_its_name_with_an_ascii_fallback(
+    client: FlaskClient, auth: AuthActions, form: Form
+) -> None:
+    form.name = "Café Été / Контакт"
+    db.session.commit()
+    auth.login(OWNER)
+    today = utcnow().date().isoformat()
+    for fmt in ("csv", "json"):
+        response = client.get(f"/forms/{form.key}/export.{fmt}")
+        assert response.headers["Content-Disposition"] == (
+            f'attachment; filename="cafe-ete--{today}.{fmt}"; '
+            f"filename*=UTF-8''caf%C3%A9-%C3%A9t%C3%A9-%D0%BA%D0%BE%D0%BD%D1%82%D0%B0%D0%BA%D1%82"
+            f"-{today}.{fmt}"
+        )
 
 
 def test_a_bad_filter_is_a_clear_400(client: FlaskClient, auth: AuthActions, form: Form) -> None:

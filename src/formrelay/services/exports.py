@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -98,20 +99,40 @@ def _moment(value: str | None, name: str, zone: tzinfo, *, end_of_day: bool) -> 
         if len(value) == 10:  # a day: since its first moment, until the end of it
             day = date.fromisoformat(value)
             start = datetime(day.year, day.month, day.day, tzinfo=zone)
-            return (start + timedelta(days=1) if end_of_day else start).astimezone(UTC)
-        moment = datetime.fromisoformat(value)
+            moment = start + timedelta(days=1) if end_of_day else start
+        else:
+            moment = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInput(
             f"{name} must be a day (YYYY-MM-DD) or an ISO 8601 time, not {value!r}."
         ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
+    except OverflowError:  # the day after 9999-12-31
+        raise _out_of_range(name, value) from None
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
+    except OverflowError:  # before year 1 or after 9999 once in UTC
+        raise _out_of_range(name, value) from None
+
+
+def _out_of_range(name: str, value: str) -> InvalidInput:
+    return InvalidInput(
+        f"{name} {value!r} is out of range: give a time between the years 1 and 9999 "
+        "that stays within them in UTC."
+    )
 
 
 def filename(f: SubmissionFilter, fmt: Format, today: date) -> str:
-    """A download's file name: the form key (or "submissions"), the folder and the day.
-    Form keys are URL-safe base64, so the name needs no quoting."""
-    stem = f.form.key if f.form is not None else "submissions"
+    """A download's file name: the form's name as a slug (its key when no letter or digit
+    of the name is left; "submissions" for every form), the folder and the day. The slug
+    keeps letters of any script: the web's Content-Disposition adds an ASCII fallback."""
+    stem = (slug(f.form.name) or f.form.key) if f.form is not None else "submissions"
     return f"{stem}{'-spam' if f.spam else ''}-{today.isoformat()}.{fmt}"
+
+
+def slug(name: str) -> str:
+    """`name` in lower case with each run of anything but letters and digits made one "-"
+    ("Contact (EN)" -> "contact-en"), at most 60 characters."""
+    return re.sub(r"[\W_]+", "-", name.lower()).strip("-")[:60].strip("-")
 
 
 # -- reading -------------------------------------------------------------------------------

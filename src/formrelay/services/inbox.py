@@ -12,7 +12,16 @@ from typing import Any
 from sqlalchemy import Integer, Select, delete, func, literal, select, tuple_, type_coerce
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import Attachment, Delivery, DeliveryStatus, Form, Submission, User, utcnow
+from ..models import (
+    MAX_ID,
+    Attachment,
+    Delivery,
+    DeliveryStatus,
+    Form,
+    Submission,
+    User,
+    utcnow,
+)
 from . import attachments, search
 from .errors import Conflict, InvalidInput
 from .outbox import deliver_submission
@@ -107,8 +116,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         at = datetime.fromisoformat(moment)
         if at.tzinfo is None:
             raise ValueError("no zone")
-        return at, int(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        number = int(ident)
+        if not 1 <= number <= MAX_ID:
+            raise ValueError("no such id")
+        # In UTC now: a time that leaves Python's range there would fail in the query.
+        return at.astimezone(UTC), number
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput(
             "This page link is not valid; start again from the first page."
         ) from None

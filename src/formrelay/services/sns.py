@@ -25,7 +25,7 @@ import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -206,30 +206,34 @@ class SNSVerifier:
             message = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise SNSRejected("the body is not JSON") from None
+        except RecursionError:  # nested deeper than Python's stack: no SNS message is
+            raise SNSRejected("the body is nested too deeply for an SNS message") from None
         if not isinstance(message, dict):
             raise SNSRejected("the body is not a JSON object")
-        kind = message.get("Type")
+        # Every field is read as a string or refused: a number, list or object in any of
+        # them is not an SNS message (and a list as TopicArn cannot even be looked up).
+        kind = _string(message, "Type")
         if kind not in MESSAGE_TYPES:
             raise SNSRejected(f"unknown message type {kind!r}")
-        topic = message.get("TopicArn")
+        topic = _string(message, "TopicArn")
         if topic not in allowed_topics:  # before any fetch: a stranger costs us nothing
             raise SNSRejected(f"topic {topic!r} is not in FORMRELAY_SNS_TOPIC_ARNS")
         timestamp = _timestamp(message.get("Timestamp"))
-        if timestamp < now - MAX_AGE or timestamp > now + MAX_SKEW:
+        if not now - MAX_AGE <= timestamp <= now + MAX_SKEW:
             raise SNSRejected(f"the message's Timestamp {message['Timestamp']} is not current")
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-        hash_name = HASHES.get(str(message.get("SignatureVersion")))
+        hash_name = HASHES.get(_string(message, "SignatureVersion"))
         if hash_name is None:
             raise SNSRejected(f"unknown SignatureVersion {message.get('SignatureVersion')!r}")
         data = string_to_sign(message)
         try:
-            signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
-        except binascii.Error:
+            signature = base64.b64decode(_string(message, "Signature"), validate=True)
+        except (binascii.Error, ValueError):  # ValueError: not ASCII
             raise SNSRejected("the Signature is not base64") from None
-        certificate = self.certificates.get(str(message.get("SigningCertURL", "")))
+        certificate = self.certificates.get(_string(message, "SigningCertURL"))
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
             raise SNSRejected("the signing certificate has expired or is not valid yet")
         key = certificate.public_key()
@@ -242,11 +246,11 @@ class SNSVerifier:
         subscribe_url = message.get("SubscribeURL")
         return SNSMessage(
             type=kind,
-            message_id=str(message["MessageId"]),
+            message_id=_string(message, "MessageId"),
             topic_arn=topic,
-            message=str(message["Message"]),
+            message=_string(message, "Message"),
             timestamp=timestamp,
-            subscribe_url=subscribe_url if isinstance(subscribe_url, str) else None,
+            subscribe_url=_string(message, "SubscribeURL") if subscribe_url is not None else None,
         )
 
     def confirm(self, message: SNSMessage) -> None:
@@ -258,6 +262,14 @@ class SNSVerifier:
         self.fetch(message.subscribe_url)
 
 
+def _string(message: Mapping[str, Any], key: str) -> str:
+    """The message's `key`, a string. Raises SNSRejected if it is missing or anything else."""
+    value = message.get(key)
+    if not isinstance(value, str):
+        raise SNSRejected(f"the message's {key} is not a string")
+    return value
+
+
 def _timestamp(value: object) -> datetime:
     if not isinstance(value, str):
         raise SNSRejected("the message has no Timestamp")
@@ -267,4 +279,7 @@ def _timestamp(value: object) -> datetime:
         raise SNSRejected(f"the Timestamp {value!r} is not a time") from None
     if moment.tzinfo is None:
         raise SNSRejected(f"the Timestamp {value!r} has no time zone")
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00: before year 1 in UTC
+        raise SNSRejected(f"the Timestamp {value!r} is not a time") from None

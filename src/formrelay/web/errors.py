@@ -20,7 +20,7 @@ from ..services.errors import DomainError, FieldError
 from ..services.rate_limits import RateLimited
 from ..services.urls import http_url
 from ..storage import StorageError
-from .negotiation import wants_json
+from .negotiation import allowed_methods, wants_json
 
 log = logging.getLogger("formrelay.web")
 
@@ -154,8 +154,8 @@ def register(app: Flask) -> None:
             if name.lower() not in ("content-type", "content-length"):
                 response.headers.add(name, value)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
-            # The router lists them in a set's order; OPTIONS and views list them sorted.
-            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+            # Sorted, as OPTIONS does, and without a method whose view answers 405 itself.
+            response.headers["Allow"] = allowed_methods(request)
         return response
 
     @app.errorhandler(RateLimitExceeded)  # the dashboard's limits (Flask-Limiter)

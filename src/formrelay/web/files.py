@@ -69,7 +69,7 @@ def _serve(attachment: Attachment) -> Response:
                 response.headers["X-Sendfile"] = str(served.path)
             else:
                 response.headers["X-Accel-Redirect"] = settings.sendfile_prefix + served.relative
-            response.headers["Content-Disposition"] = _disposition(attachment.filename)
+            response.headers["Content-Disposition"] = attachment_disposition(attachment.filename)
         else:
             response = send_file(
                 served.path,
@@ -85,8 +85,9 @@ def _serve(attachment: Attachment) -> Response:
     return response
 
 
-def _disposition(filename: str) -> str:
-    """The Content-Disposition werkzeug's send_file would send (ASCII fallback and UTF-8)."""
+def attachment_disposition(filename: str) -> str:
+    """The Content-Disposition werkzeug's send_file would send: the name in ASCII, and in
+    UTF-8 as RFC 6266's `filename*` when it is not ASCII."""
     simple = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
     simple = simple.replace('"', "").replace("\\", "") or "file"
     if simple == filename:

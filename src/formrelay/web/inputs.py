@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -16,11 +18,39 @@ from wtforms import (
     TextAreaField,
     URLField,
 )
+from wtforms.fields import Field
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.fields.core import UnboundField
+from wtforms.validators import (
+    AnyOf,
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    StopValidation,
+)
 
 
-class LoginInput(FlaskForm):
+def no_nul(form: FlaskForm, field: Field) -> None:
+    """Refuse text holding NUL: no value here needs it, and PostgreSQL's text refuses it."""
+    if isinstance(field.data, str) and "\x00" in field.data:
+        raise StopValidation("This holds a NUL character, which is not allowed here.")
+
+
+class Input(FlaskForm):
+    """The base of the dashboard's inputs: every field refuses NUL before its own checks."""
+
+    class Meta:
+        def bind_field(
+            self, form: FlaskForm, unbound_field: UnboundField, options: dict[str, Any]
+        ) -> Field:
+            validators = unbound_field.kwargs.get("validators") or []
+            options["validators"] = [no_nul, *validators]
+            return unbound_field.bind(form=form, **options)
+
+
+class LoginInput(Input):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
     remember = BooleanField("Remember me")
@@ -28,54 +58,54 @@ class LoginInput(FlaskForm):
     submit = SubmitField("Log in")
 
 
-class ConfirmInput(FlaskForm):
+class ConfirmInput(Input):
     """A form with nothing but its CSRF token: for buttons that change state (log out,
     delete, retry)."""
 
     submit = SubmitField("Confirm")
 
 
-class RegisterInput(FlaskForm):
+class RegisterInput(Input):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
     submit = SubmitField("Create account")
 
 
-class ResetRequestInput(FlaskForm):
+class ResetRequestInput(Input):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     submit = SubmitField("Send reset link")
 
 
-class SetPasswordInput(FlaskForm):
+class SetPasswordInput(Input):
     password = PasswordField("New password", validators=[DataRequired(), Length(max=1000)])
     submit = SubmitField("Set password")
 
 
-class ChangePasswordInput(FlaskForm):
+class ChangePasswordInput(Input):
     current = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
     password = PasswordField("New password", validators=[DataRequired(), Length(max=1000)])
     submit = SubmitField("Change password")
 
 
-class ChangeEmailInput(FlaskForm):
+class ChangeEmailInput(Input):
     email = EmailField("New email", validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
     submit = SubmitField("Change email")
 
 
-class TimezoneInput(FlaskForm):
+class TimezoneInput(Input):
     timezone = StringField("Time zone", validators=[DataRequired(), Length(max=64)])
     submit = SubmitField("Save time zone")
 
 
 # -- forms (web/dashboard/forms.py) --------------------------------------------------------
-class NewFormInput(FlaskForm):
+class NewFormInput(Input):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     recipient = EmailField("Send submissions to", validators=[DataRequired(), Length(max=320)])
     submit = SubmitField("Create form")
 
 
-class FormSettingsInput(FlaskForm):
+class FormSettingsInput(Input):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     redirect_url = URLField("Redirect after submitting", validators=[Length(max=2000)])
     subject = StringField("Subject of notifications", validators=[Length(max=200)])
@@ -83,7 +113,7 @@ class FormSettingsInput(FlaskForm):
     submit = SubmitField("Save settings")
 
 
-class SpamSettingsInput(FlaskForm):
+class SpamSettingsInput(Input):
     """A form's spam and abuse settings (services/spam.py checks every value)."""
 
     allowed_domains = TextAreaField("Allowed domains", validators=[Length(max=20_000)])
@@ -129,7 +159,7 @@ class SpamSettingsInput(FlaskForm):
     submit = SubmitField("Save spam settings")
 
 
-class UploadSettingsInput(FlaskForm):
+class UploadSettingsInput(Input):
     files_enabled = BooleanField("Accept files: file inputs in the form are stored and linked")
     max_file_mb = IntegerField(
         "Largest file (MB)", validators=[InputRequired(), NumberRange(min=1, max=10_000)]
@@ -149,25 +179,25 @@ class UploadSettingsInput(FlaskForm):
     submit = SubmitField("Save file settings")
 
 
-class RecipientInput(FlaskForm):
+class RecipientInput(Input):
     email = EmailField("Add a recipient", validators=[DataRequired(), Length(max=320)])
     submit = SubmitField("Add recipient")
 
 
 # -- admin ---------------------------------------------------------------------------------------
-class InviteInput(FlaskForm):
+class InviteInput(Input):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     admin = BooleanField("Admin")
     submit = SubmitField("Invite")
 
 
-class RoleInput(FlaskForm):
+class RoleInput(Input):
     """The role a "Make admin" / "Make member" button sets."""
 
     role = HiddenField(validators=[AnyOf(["admin", "member"], message="Choose admin or member.")])
 
 
-class SuppressionInput(FlaskForm):
+class SuppressionInput(Input):
     address = EmailField("Address", validators=[DataRequired(), Length(max=320)])
     detail = StringField("Note", validators=[Length(max=500)])
     submit = SubmitField("Suppress")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from flask import Request, current_app
 from werkzeug.datastructures import MIMEAccept
+from werkzeug.exceptions import HTTPException
 
 JSON = ("application", "json")
 HTML = ("text", "html")
@@ -63,9 +67,32 @@ def _preference(accept: MIMEAccept, wanted: tuple[str, str]) -> tuple[float, int
     return quality, specificity
 
 
+# Marks a view that answers every request with 405 (it only explains what to do instead).
+ANSWERS_405 = "formrelay_answers_405"
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def answers_405(view: View) -> View:
+    """Mark `view` as one whose method is not allowed: Allow headers leave that method out."""
+    setattr(view, ANSWERS_405, True)
+    return view
+
+
 def allowed_methods(request: Request) -> str:
     """The Allow header for the address of `request`: every method the router has a view
-    for, sorted (the router returns them in a set's order, which varies between processes)."""
+    for, except views marked with `answers_405`, sorted (the router returns them in a set's
+    order, which varies between processes)."""
     adapter = current_app.create_url_adapter(request)
-    methods = adapter.allowed_methods() if adapter is not None else []
+    if adapter is None:
+        return ""
+    methods = set()
+    for method in adapter.allowed_methods():
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except HTTPException:  # a redirect or a refusal: not this address's own view
+            continue
+        view = current_app.view_functions.get(str(endpoint))
+        if not getattr(view, ANSWERS_405, False):
+            methods.add(method)
     return ", ".join(sorted(methods))

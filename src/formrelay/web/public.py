@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from urllib.parse import urlencode
 
 import orjson
@@ -10,13 +11,13 @@ from werkzeug.exceptions import ClientDisconnected
 
 from ..extensions import db
 from ..ingest import group_commit
-from ..services.errors import SubmissionRejected
+from ..services.errors import FormDisabled, SubmissionRejected
 from ..services.rate_limits import Counted
 from ..services.submissions import SubmissionMeta, check_form
 from ..services.urls import http_url
 from ..settings import get_settings
 from . import screening
-from .negotiation import allowed_methods, wants_json
+from .negotiation import allowed_methods, answers_405, wants_json
 from .payload import incomplete_body, parse_payload
 from .uploads import ReceivedFiles, attach_files, is_multipart, receive_multipart
 
@@ -74,8 +75,13 @@ def submit(key: str, project: str | None = None) -> Response:
 
 @bp.get("/f/<key>", provide_automatic_options=False)
 @bp.get("/p/<project>/f/<key>", provide_automatic_options=False)
+@answers_405
 def explain(key: str, project: str | None = None) -> Response:
-    """A form endpoint opened in a browser: say how to use it."""
+    """A form endpoint opened in a browser: say how to use it (405), or that there is no
+    such form (404 FORM_NOT_FOUND, as a post to it would say)."""
+    # A disabled form exists: how to send to it is still true, once it is enabled again.
+    with suppress(FormDisabled):
+        check_form(db.session(), key)
     endpoint = get_settings().base_url + request.path
     if wants_json(request):
         response = jsonify(
@@ -88,8 +94,7 @@ def explain(key: str, project: str | None = None) -> Response:
     else:
         response = Response(render_template("form_endpoint.html", endpoint=endpoint))
     response.status_code = 405
-    # The same list as OPTIONS and a 405 for any other method: GET is answered (by this
-    # page), it just does not send the form.
+    # The same list as OPTIONS and a 405 for any other method: POST and OPTIONS.
     response.headers["Allow"] = allowed_methods(request)
     return response
 

@@ -17,11 +17,14 @@ from ...models import utcnow
 from ...services import exports, permissions
 from ...services.inbox import SubmissionFilter
 from ...settings import get_settings
+from ..files import attachment_disposition
 from ..templating import viewer_zone
 
 bp = Blueprint("exports", __name__)
 
-MIMETYPES: dict[exports.Format, str] = {
+# Content types, charset included (as `content_type`: werkzeug adds a charset to a text
+# `mimetype` of its own, and the CSV said it twice).
+CONTENT_TYPES: dict[exports.Format, str] = {
     "csv": "text/csv; charset=utf-8",
     "json": "application/json; charset=utf-8",
 }
@@ -54,9 +57,9 @@ def _download(f: SubmissionFilter, fmt: exports.Format) -> Response:
     # now rather than after the last byte. The generator needs no request context.
     db.session.rollback()
     stream = _stream(engine, export, fmt, get_settings().base_url)
-    response = Response(stream, mimetype=MIMETYPES[fmt])
+    response = Response(stream, content_type=CONTENT_TYPES[fmt])
     name = exports.filename(f, fmt, utcnow().date())
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Content-Disposition"] = attachment_disposition(name)
     response.headers["Cache-Control"] = "no-store"  # submissions are private
     return response
 

@@ -9,9 +9,9 @@ from werkzeug.wrappers import Response
 
 from ...db import begin_write
 from ...extensions import db
-from ...models import Form
+from ...models import MAX_ID, Form
 from ...services import exports, inbox, permissions, ses_events
-from ...services.errors import InvalidInput
+from ...services.errors import InvalidInput, NotFound
 from ...services.inbox import DELIVERY_STATES
 from ..templating import viewer_zone
 
@@ -150,6 +150,8 @@ def delete_selected() -> Response | str:
         ids = sorted({int(v) for v in request.form.getlist("id")})
     except ValueError:
         raise InvalidInput("The selection is not valid.") from None
+    if ids and not 1 <= ids[0] <= ids[-1] <= MAX_ID:
+        raise NotFound("There is no such submission.")  # no row can have this id
     if not ids:
         raise InvalidInput("Select at least one submission.")
     if len(ids) > MAX_SELECTED:
