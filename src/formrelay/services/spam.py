@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
-from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, Signer
 from sqlalchemy import Table, bindparam, select
@@ -29,6 +28,7 @@ from sqlalchemy.orm import Session
 from ..models import Form
 from .addresses import normalize_email
 from .errors import InvalidInput, SubmissionRejected
+from .urls import domain_name, host_allowed, host_of, url_allowed
 
 CAPTCHA_PROVIDERS = ("turnstile", "hcaptcha", "recaptcha-v2", "recaptcha-v3")
 # The field each provider's widget adds to the form.
@@ -169,29 +169,6 @@ class PolicyCache:
 
 
 # -- where a request comes from ------------------------------------------------------------------
-def host_of(url: str | None) -> str | None:
-    """The host of an Origin or Referer value, lower-case, without port; None when none."""
-    if not url:
-        return None
-    try:
-        host = urlsplit(url.strip()).hostname
-    except ValueError:
-        return None
-    return host.rstrip(".").lower() if host else None
-
-
-def host_allowed(host: str, domains: Iterable[str]) -> bool:
-    """Whether `host` is one of `domains` or under a `*.example.com` among them (which
-    matches its subdomains, not example.com itself)."""
-    for domain in domains:
-        if domain.startswith("*."):
-            if host.endswith(domain[1:]) and len(host) > len(domain) - 1:
-                return True
-        elif host == domain:
-            return True
-    return False
-
-
 def check_origin(policy: FormPolicy, origin: str | None, referrer: str | None) -> None:
     """Refuse a request from a page outside the form's allowed domains (403
     ORIGIN_NOT_ALLOWED): its Origin, else its Referer, names the host. Neither header is
@@ -215,15 +192,20 @@ def check_origin(policy: FormPolicy, origin: str | None, referrer: str | None) -
         )
 
 
+def next_allowed(policy: FormPolicy, next_url: str | None) -> bool:
+    """Whether `_next` is inside the form's allowed domains (or either is unset)."""
+    return (
+        not policy.allowed_domains or not next_url or url_allowed(next_url, policy.allowed_domains)
+    )
+
+
 def check_next(policy: FormPolicy, next_url: str | None) -> None:
     """With allowed domains set, `_next` must point into them (400 INVALID_NEXT)."""
-    if not policy.allowed_domains or not next_url:
-        return
-    host = host_of(next_url)
-    if host is None or not host_allowed(host, policy.allowed_domains):
+    if not next_allowed(policy, next_url):
         raise SubmissionRejected(
             "INVALID_NEXT",
-            f"The _next field must point to one of this form's sites, not {host or next_url}.",
+            "The _next field must point to one of this form's sites, "
+            f"not {host_of(next_url) or next_url}.",
             "_next",
         )
 
@@ -408,11 +390,10 @@ def check_redirect_allowed(domains: Sequence[str], redirect_url: str | None) -> 
     them (Formlander checks its success URL against the allowed origins the same way)."""
     if not domains or not redirect_url:
         return
-    host = host_of(redirect_url)
-    if host is None or not host_allowed(host, domains):
+    if not url_allowed(redirect_url, domains):
         raise InvalidInput(
             f"The redirect must point to one of the form's allowed domains "
-            f"({', '.join(domains)}), not {host or redirect_url}."
+            f"({', '.join(domains)}), not {host_of(redirect_url) or redirect_url}."
         )
 
 
@@ -425,19 +406,18 @@ _DOMAIN = re.compile(r"^(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-
 
 
 def parse_domains(text: str) -> list[str]:
-    """Allowed domains from "example.org, *.example.net" (IDNA-encoded); [] for "".
+    """Allowed domains from "example.org, *.example.net", each written as a browser's URL
+    parser writes its host (urls.host_of: IDNA in punycode, lower case); [] for "".
     Raises InvalidInput for anything that is not a host name or a `*.` wildcard of one."""
     domains: list[str] = []
     for raw in split_list(text):
-        entry = raw.lower().rstrip(".")
+        entry = raw.strip()
         if "://" in entry:  # a pasted URL: its host is what was meant
             entry = host_of(entry) or entry
         wildcard = entry.startswith("*.")
-        name = entry[2:] if wildcard else entry
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise InvalidInput(f"{raw!r} is not a domain name.") from None
+        name = domain_name(entry[2:] if wildcard else entry)
+        if name is None:
+            raise InvalidInput(f"{raw!r} is not a domain name.")
         entry = ("*." if wildcard else "") + name
         if not _DOMAIN.match(entry) and name != "localhost":
             raise InvalidInput(
