@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from ..models import Form
 from .addresses import normalize_email
 from .errors import InvalidInput, SubmissionRejected
+from .networks import Network, blocked_network, client_address
 from .urls import domain_name, host_allowed, host_of, url_allowed
 
 CAPTCHA_PROVIDERS = ("turnstile", "hcaptcha", "recaptcha-v2", "recaptcha-v3")
@@ -41,7 +42,6 @@ CAPTCHA_FIELDS = {
 DEFAULT_HONEYPOT = "_gotcha"
 POLICY_SECONDS = 5.0
 MAX_LIST = 500  # entries in one list setting
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
 _FORMS = cast(Table, Form.__table__)
 _POLICY_COLUMNS = [
@@ -126,7 +126,7 @@ def load_policy(session: Session, key: str) -> FormPolicy | None:
         blocked_words=tuple(w.lower() for w in row["blocked_words"] or ()),
         blocked_words_pattern=words_pattern(row["blocked_words"] or ()),
         blocked_senders=tuple(s.lower() for s in row["blocked_senders"] or ()),
-        blocked_networks=tuple(_network(a) for a in row["blocked_addresses"] or ()),
+        blocked_networks=tuple(blocked_network(a) for a in row["blocked_addresses"] or ()),
         min_seconds=row["min_seconds"],
         akismet=bool(row["akismet"]),
     )
@@ -223,7 +223,7 @@ def content_reason(
     not. `seconds_since_load` is None when the page did not carry formrelay.js."""
     if policy.blocked_networks and remote_addr:
         try:
-            address = ipaddress.ip_address(remote_addr)
+            address = ipaddress.ip_address(client_address(remote_addr))
         except ValueError:
             address = None
         if address is not None and any(address in n for n in policy.blocked_networks):
@@ -269,10 +269,6 @@ def sender_blocked(sender: str, blocked: Iterable[str]) -> bool:
         address = address[address.rindex("<") + 1 : -1]
     domain = "@" + address.rpartition("@")[2]
     return any(entry in (address, domain) for entry in blocked)
-
-
-def _network(text: str) -> Network:
-    return ipaddress.ip_network(text, strict=False)
 
 
 # -- owners' changes -----------------------------------------------------------------------------
@@ -471,7 +467,7 @@ def _blocked_sender(raw: str) -> str:
 
 def _blocked_network(raw: str) -> str:
     try:
-        return str(_network(raw.strip()))
+        return str(blocked_network(raw))
     except ValueError:
         raise InvalidInput(
             f"{raw!r} is not an IP address or range (such as 203.0.113.7 or 203.0.113.0/24)."
