@@ -14,11 +14,12 @@ from collections.abc import Iterable
 
 from ada_url import URL
 
-_WEB = ("http:", "https:")
+_WEB = ("http://", "https://")
 # A scheme as the URL Standard reads one: what starts an absolute URL, not a path.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 # The log-in `next` is resolved against this stand-in origin: only a path on it is kept.
 _HERE = "http://formrelay.invalid"
+_CONTROL = re.compile(r"[\x00-\x1f]")
 # Characters a browser drops or reads as "/" before parsing (C0 controls, DEL, backslash):
 # a target holding any of them means something else to a browser than it seems to.
 _UNSAFE_IN_PATH = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -39,12 +40,15 @@ def http_url(value: str | None, base: str | None = None) -> str | None:
     A control character refuses the value instead of being dropped as a browser would: a
     URL that needs it is a trick, not a typo.
     """
-    if not value or any(ord(ch) < 32 for ch in value):
+    if not value or _CONTROL.search(value):
         return None
     url = _parse(value, base)
-    if url is None or url.protocol not in _WEB or not url.hostname:
+    if url is None:
         return None
-    return url.href
+    # The href alone (each attribute read is a call into ada): an http(s) URL always has a
+    # host, since the standard refuses one without.
+    href = url.href
+    return href if href.startswith(_WEB) else None
 
 
 def has_scheme(value: str) -> bool:
