@@ -18,7 +18,7 @@ from typing import Protocol
 from urllib.parse import urlencode
 
 from .errors import SubmissionRejected
-from .spam import host_allowed
+from .urls import host_allowed
 
 log = logging.getLogger("formrelay.captcha")
 

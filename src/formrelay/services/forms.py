@@ -340,13 +340,15 @@ def _redirect(raw: str) -> str | None:
     """The redirect URL, None when blank."""
     if not raw:
         return None
-    if not http_url(raw):
+    # Kept as a browser reads it (services/urls.py): what is checked is what browsers follow.
+    url = http_url(raw)
+    if not url:
         raise InvalidInput(f"The redirect {raw!r} must be an http(s) URL.")
-    if len(raw) > MAX_REDIRECT:
+    if len(url) > MAX_REDIRECT:
         raise InvalidInput(
-            f"The redirect URL can have at most {MAX_REDIRECT} characters; this one has {len(raw)}."
+            f"The redirect URL can have at most {MAX_REDIRECT} characters; this one has {len(url)}."
         )
-    return raw
+    return url
 
 
 def _subject(raw: str) -> str | None:

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
-from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, Signer
 from sqlalchemy import Table, bindparam, select
@@ -29,6 +28,8 @@ from sqlalchemy.orm import Session
 from ..models import Form
 from .addresses import normalize_email
 from .errors import InvalidInput, SubmissionRejected
+from .networks import Network, blocked_network, client_address
+from .urls import domain_name, host_allowed, host_of, url_allowed
 
 CAPTCHA_PROVIDERS = ("turnstile", "hcaptcha", "recaptcha-v2", "recaptcha-v3")
 # The field each provider's widget adds to the form.
@@ -41,7 +42,6 @@ CAPTCHA_FIELDS = {
 DEFAULT_HONEYPOT = "_gotcha"
 POLICY_SECONDS = 5.0
 MAX_LIST = 500  # entries in one list setting
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
 _FORMS = cast(Table, Form.__table__)
 _POLICY_COLUMNS = [
@@ -126,7 +126,7 @@ def load_policy(session: Session, key: str) -> FormPolicy | None:
         blocked_words=tuple(w.lower() for w in row["blocked_words"] or ()),
         blocked_words_pattern=words_pattern(row["blocked_words"] or ()),
         blocked_senders=tuple(s.lower() for s in row["blocked_senders"] or ()),
-        blocked_networks=tuple(_network(a) for a in row["blocked_addresses"] or ()),
+        blocked_networks=tuple(blocked_network(a) for a in row["blocked_addresses"] or ()),
         min_seconds=row["min_seconds"],
         akismet=bool(row["akismet"]),
     )
@@ -169,29 +169,6 @@ class PolicyCache:
 
 
 # -- where a request comes from ------------------------------------------------------------------
-def host_of(url: str | None) -> str | None:
-    """The host of an Origin or Referer value, lower-case, without port; None when none."""
-    if not url:
-        return None
-    try:
-        host = urlsplit(url.strip()).hostname
-    except ValueError:
-        return None
-    return host.rstrip(".").lower() if host else None
-
-
-def host_allowed(host: str, domains: Iterable[str]) -> bool:
-    """Whether `host` is one of `domains` or under a `*.example.com` among them (which
-    matches its subdomains, not example.com itself)."""
-    for domain in domains:
-        if domain.startswith("*."):
-            if host.endswith(domain[1:]) and len(host) > len(domain) - 1:
-                return True
-        elif host == domain:
-            return True
-    return False
-
-
 def check_origin(policy: FormPolicy, origin: str | None, referrer: str | None) -> None:
     """Refuse a request from a page outside the form's allowed domains (403
     ORIGIN_NOT_ALLOWED): its Origin, else its Referer, names the host. Neither header is
@@ -215,15 +192,20 @@ def check_origin(policy: FormPolicy, origin: str | None, referrer: str | None) -
         )
 
 
+def next_allowed(policy: FormPolicy, next_url: str | None) -> bool:
+    """Whether `_next` is inside the form's allowed domains (or either is unset)."""
+    return (
+        not policy.allowed_domains or not next_url or url_allowed(next_url, policy.allowed_domains)
+    )
+
+
 def check_next(policy: FormPolicy, next_url: str | None) -> None:
     """With allowed domains set, `_next` must point into them (400 INVALID_NEXT)."""
-    if not policy.allowed_domains or not next_url:
-        return
-    host = host_of(next_url)
-    if host is None or not host_allowed(host, policy.allowed_domains):
+    if not next_allowed(policy, next_url):
         raise SubmissionRejected(
             "INVALID_NEXT",
-            f"The _next field must point to one of this form's sites, not {host or next_url}.",
+            "The _next field must point to one of this form's sites, "
+            f"not {host_of(next_url) or next_url}.",
             "_next",
         )
 
@@ -241,7 +223,7 @@ def content_reason(
     not. `seconds_since_load` is None when the page did not carry formrelay.js."""
     if policy.blocked_networks and remote_addr:
         try:
-            address = ipaddress.ip_address(remote_addr)
+            address = ipaddress.ip_address(client_address(remote_addr))
         except ValueError:
             address = None
         if address is not None and any(address in n for n in policy.blocked_networks):
@@ -287,10 +269,6 @@ def sender_blocked(sender: str, blocked: Iterable[str]) -> bool:
         address = address[address.rindex("<") + 1 : -1]
     domain = "@" + address.rpartition("@")[2]
     return any(entry in (address, domain) for entry in blocked)
-
-
-def _network(text: str) -> Network:
-    return ipaddress.ip_network(text, strict=False)
 
 
 # -- owners' changes -----------------------------------------------------------------------------
@@ -408,11 +386,10 @@ def check_redirect_allowed(domains: Sequence[str], redirect_url: str | None) -> 
     them (Formlander checks its success URL against the allowed origins the same way)."""
     if not domains or not redirect_url:
         return
-    host = host_of(redirect_url)
-    if host is None or not host_allowed(host, domains):
+    if not url_allowed(redirect_url, domains):
         raise InvalidInput(
             f"The redirect must point to one of the form's allowed domains "
-            f"({', '.join(domains)}), not {host or redirect_url}."
+            f"({', '.join(domains)}), not {host_of(redirect_url) or redirect_url}."
         )
 
 
@@ -425,19 +402,18 @@ _DOMAIN = re.compile(r"^(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-
 
 
 def parse_domains(text: str) -> list[str]:
-    """Allowed domains from "example.org, *.example.net" (IDNA-encoded); [] for "".
+    """Allowed domains from "example.org, *.example.net", each written as a browser's URL
+    parser writes its host (urls.host_of: IDNA in punycode, lower case); [] for "".
     Raises InvalidInput for anything that is not a host name or a `*.` wildcard of one."""
     domains: list[str] = []
     for raw in split_list(text):
-        entry = raw.lower().rstrip(".")
+        entry = raw.strip()
         if "://" in entry:  # a pasted URL: its host is what was meant
             entry = host_of(entry) or entry
         wildcard = entry.startswith("*.")
-        name = entry[2:] if wildcard else entry
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise InvalidInput(f"{raw!r} is not a domain name.") from None
+        name = domain_name(entry[2:] if wildcard else entry)
+        if name is None:
+            raise InvalidInput(f"{raw!r} is not a domain name.")
         entry = ("*." if wildcard else "") + name
         if not _DOMAIN.match(entry) and name != "localhost":
             raise InvalidInput(
@@ -491,7 +467,7 @@ def _blocked_sender(raw: str) -> str:
 
 def _blocked_network(raw: str) -> str:
     try:
-        return str(_network(raw.strip()))
+        return str(blocked_network(raw))
     except ValueError:
         raise InvalidInput(
             f"{raw!r} is not an IP address or range (such as 203.0.113.7 or 203.0.113.0/24)."

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,7 +17,7 @@ from .addresses import normalize_email, normalize_mailbox
 from .attachments import StoredFile
 from .errors import FieldError, FormDisabled, FormNotFound, SubmissionRejected
 from .text import CONTROL_CHARACTERS, one_line
-from .urls import http_url
+from .urls import has_scheme, http_url
 
 # Fields that steer formrelay (Formspree's names): never stored nor shown as data.
 REPLY_TO, SUBJECT, NEXT, CC, HONEYPOT = "_replyto", "_subject", "_next", "_cc", "_gotcha"
@@ -197,18 +196,18 @@ def _next_url(raw: str, meta: SubmissionMeta) -> str | None:
         return None
     if CONTROL_CHARACTERS.search(raw):
         raise _bad_next("must not contain control characters")
-    try:
-        absolute = bool(urlsplit(raw).scheme)
-    except ValueError:  # "http://[x"
-        raise _bad_next("is not a valid URL") from None
-    if absolute:
-        if not http_url(raw):
+    if has_scheme(raw):
+        if not raw.lower().startswith(("http:", "https:")):
             raise _bad_next("must be an http(s) URL or a path")
-        return raw
-    base = http_url(meta.referrer) or http_url(meta.origin)
-    if not base:
-        raise _bad_next("is a relative path, but the request names no page to resolve it against")
-    url = http_url(urljoin(base, raw))
+        base = None
+    else:
+        base = http_url(meta.referrer) or http_url(meta.origin)
+        if not base:
+            raise _bad_next(
+                "is a relative path, but the request names no page to resolve it against"
+            )
+    # The URL as a browser reads it (services/urls.py), which is what the browser is sent.
+    url = http_url(raw, base)
     if not url:
         raise _bad_next("is not a valid URL")
     return url

@@ -6,12 +6,12 @@ from typing import Any
 
 from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map, UnicodeConverter
 
 from ..extensions import csrf, limiter, login_manager
 from ..models import MAX_ID
 from ..settings import Settings
+from .proxies import client_addresses
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -63,9 +63,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.url_map.converters["int"] = IdConverter
     app.secret_key = settings.secret_key
     app.session_interface = CookieSessions()
-    if settings.trusted_proxies:
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    app.wsgi_app = client_addresses(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign,assignment]
     from . import auth, errors, files, health, hooks, main, public, screening, security, templating
     from .dashboard import admin, forms, submissions
     from .dashboard import exports as dashboard_exports

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
@@ -13,6 +11,7 @@ from ..extensions import db, limiter, login_manager
 from ..models import User, utcnow
 from ..services import accounts, passwords, sign_ins, tokens
 from ..services.errors import InvalidInput
+from ..services.urls import local_path
 from ..settings import get_settings
 from .errors import error_response
 from .inputs import (
@@ -71,14 +70,9 @@ def _begin_sign_in(user: User, *, remember: bool = False) -> None:
 
 
 def safe_next(target: str | None) -> str | None:
-    """`target` if it is a path inside formrelay ("/forms?x=1"), else None: never another
-    host, never a scheme-relative "//host" or "/\\host" a browser would follow away."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or any(c in target for c in "\r\n\t\\"):
-        return None
-    return target
+    """`target` if it is a path inside formrelay ("/forms?x=1"), as a browser reads it,
+    else None (services/urls.py: never another host)."""
+    return local_path(target)
 
 
 def _account_key() -> str:

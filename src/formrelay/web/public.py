@@ -65,7 +65,8 @@ def submit(key: str, project: str | None = None) -> Response:
     # Its files are removed if that fails; spam keeps them, as any submission does.
     with attach_files(received, prepared) as prepared:
         stored = group_commit().accept(key, prepared, limits)
-    next_url = stored.next_url or _thanks_url()
+    # A form's redirect saved before formrelay read URLs as browsers do is sent as one reads it.
+    next_url = http_url(stored.next_url) or _thanks_url()
     if wants_json(request):
         # orjson, not jsonify: a tenth of the answer's cost, the same JSON to a client.
         body = orjson.dumps({"ok": True, "next": next_url, "id": stored.id})

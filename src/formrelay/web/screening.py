@@ -121,6 +121,8 @@ def prepare(
         fields, meta, honeypot=policy.honeypot, allow_cc=policy.allow_cc, has_files=has_files
     )
     if prepared.spam_reason is not None:  # the honeypot: nothing else to learn
+        if not spam.next_allowed(policy, prepared.next_url):  # nor a way off the form's sites
+            return dataclasses.replace(prepared, next_url=None)
         return prepared
     spam.check_next(policy, prepared.next_url)
     reason = _captcha_reason(policy, fields, meta)
