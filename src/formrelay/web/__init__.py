@@ -46,13 +46,26 @@ def init_app(app: Flask, settings: Settings) -> None:
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    from . import auth, errors, files, health, hooks, main, public, screening, security, templating
+    from . import (
+        auth,
+        errors,
+        files,
+        health,
+        hooks,
+        main,
+        public,
+        screening,
+        security,
+        templating,
+        transactions,
+    )
     from .dashboard import admin, forms, submissions
     from .dashboard import exports as dashboard_exports
 
     # Cross-origin posts are for the public endpoint only; nothing else answers other sites.
     app.after_request(public.cross_origin)
     security.init_app(app, settings)
+    transactions.init_app(app)
     templating.init_app(app)
     csrf.init_app(app)
     _init_login(app)
