@@ -97,7 +97,9 @@ class Flood:
     def _post(self) -> None:
         with httpx.Client(timeout=30) as client:
             while not self._stop.is_set():
-                r = client.post(self.url, json={"message": "hello"}, headers={"Accept": "json"})
+                r = client.post(
+                    self.url, json={"message": "hello"}, headers={"Accept": "application/json"}
+                )
                 self.answers[r.status_code] += 1
 
     def __enter__(self) -> Flood:
