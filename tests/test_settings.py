@@ -39,6 +39,7 @@ def test_defaults_need_no_configuration(tmp_path):
         "FORMRELAY_ENV": "development",
         "FORMRELAY_INSTANCE_PATH": str(instance),
         "DATABASE_URL": f"sqlite:///{instance}/formrelay.sqlite3",
+        "FORMRELAY_SQLITE_BUSY_TIMEOUT": "30.0",
         "SECRET_KEY": f"(unset: development key in {instance}/secret_key)",
         "FORMRELAY_BASE_URL": "http://127.0.0.1:5000",
         "PORT": "5000",
@@ -295,6 +296,10 @@ BAD_VALUES = [
         "FORMRELAY_TURNSTILE_VERIFY_URL must be an http(s) URL, not 'ftp://x'",
     ),
     ({"FORMRELAY_CAPTCHA_TIMEOUT": "0"}, "FORMRELAY_CAPTCHA_TIMEOUT must be more than 0"),
+    (
+        {"FORMRELAY_SQLITE_BUSY_TIMEOUT": "0"},
+        "FORMRELAY_SQLITE_BUSY_TIMEOUT must be more than 0",
+    ),
     ({"FORMRELAY_LEASE_SECONDS": "0"}, "FORMRELAY_LEASE_SECONDS must be at least 1"),
     ({"FORMRELAY_WORKER_NICE": "20"}, "FORMRELAY_WORKER_NICE must be from 0 to 19, not 20"),
     ({"FORMRELAY_WORKER_NICE": "-5"}, "FORMRELAY_WORKER_NICE must not be negative, not '-5'"),

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
+from sqlalchemy.util import immutabledict
 
 from .extensions import db
 from .settings import Settings
@@ -41,8 +42,9 @@ def init_app(app: Flask, settings: Settings) -> None:
 def engine_options(settings: Settings) -> dict[str, Any]:
     if settings.database_url.startswith("sqlite"):
         # The driver's own transaction handling is off so that a writer can start with
-        # BEGIN IMMEDIATE (see begin_write).
-        return {"connect_args": {"isolation_level": None, "timeout": 30}}
+        # BEGIN IMMEDIATE (see begin_write). The timeout is how long a writer waits for
+        # another's lock before the database counts as unavailable.
+        return {"connect_args": {"isolation_level": None, "timeout": settings.sqlite_busy_timeout}}
     # A restarted PostgreSQL leaves dead pooled connections: test each before use.
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
 
@@ -84,7 +86,6 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     # FULL: an acknowledged submission survives power loss, not just a crash.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -96,21 +97,34 @@ def begin_write(session: Session) -> None:
 
     On SQLite a deferred transaction that reads and then writes fails at once with
     "database is locked" when another writer committed in between; a writer that takes the
-    lock up front (BEGIN IMMEDIATE) waits its turn instead. Readers stay deferred, so they
-    never block writers. Elsewhere this only starts the transaction. A transaction already
-    open is left as it is.
+    lock up front (BEGIN IMMEDIATE) waits its turn instead, for up to
+    FORMRELAY_SQLITE_BUSY_TIMEOUT. Readers stay deferred, so they never block writers.
+    Elsewhere this only starts the transaction. A transaction already open is left as it is.
     """
     if session.in_transaction():
         return
-    lock = _writer_lock(session)
-    if lock is not None:
-        lock.acquire()
-        session.info[_LOCK_KEY] = lock
+    _take_writer_lock(session)
     try:
         session.connection(execution_options={WRITE_OPTION: True})
     except BaseException:
         _release_writer_lock(session)
         raise
+
+
+def write_from_start(session: Session, writes: bool = True) -> None:
+    """Make each transaction the session begins from now on a writer's (see begin_write),
+    at its first statement: for a unit of work that will write, such as a dashboard form
+    posted. With `writes` false, the session's transactions are as they were before."""
+    options = {k: v for k, v in session.execution_options.items() if k != WRITE_OPTION}
+    session.execution_options = immutabledict(options, **({WRITE_OPTION: True} if writes else {}))
+
+
+def read_first(session: Session) -> None:
+    """End the session's transaction, and begin the next ones as a reader's: for a unit of
+    work that reads and thinks a while (a password hash) before it knows it will write,
+    which then calls begin_write. The write lock is not held while it thinks."""
+    session.commit()
+    write_from_start(session, False)
 
 
 def locks_whole_database(session: Session) -> bool:
@@ -157,8 +171,13 @@ _writer_locks: dict[str, WriterLock] = {}
 _writer_locks_guard = threading.Lock()
 
 
-def _writer_lock(session: Session) -> WriterLock | None:
-    return writer_lock(session.get_bind().engine)
+def _take_writer_lock(session: Session) -> None:
+    if _LOCK_KEY in session.info:
+        return
+    lock = writer_lock(session.get_bind().engine)
+    if lock is not None:
+        lock.acquire()
+        session.info[_LOCK_KEY] = lock
 
 
 def writer_lock(engine: Engine) -> WriterLock | None:
@@ -175,6 +194,21 @@ def _release_writer_lock(session: Session) -> None:
     lock = session.info.pop(_LOCK_KEY, None)
     if lock is not None:
         lock.release()
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _start_of_write(session: Session, transaction: Any) -> None:
+    # A session marked by write_from_start queues for the machine's write lock before its
+    # BEGIN IMMEDIATE, as begin_write does.
+    if transaction.parent is None and session.execution_options.get(WRITE_OPTION):
+        _take_writer_lock(session)
+
+
+@event.listens_for(Session, "after_commit", insert=True)
+def _committed(session: Session) -> None:
+    # Before the other after-commit listeners: telling the machine's committer that forms
+    # changed waits for its answer, and it may be waiting for this very lock.
+    _release_writer_lock(session)
 
 
 @event.listens_for(Session, "after_transaction_end")

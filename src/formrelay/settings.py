@@ -37,6 +37,9 @@ class Settings:
     env: str = "development"
     instance_path: Path = Path("instance")
     database_url: str = ""
+    # On SQLite, how long a write waits for another's lock (the committer's batches, say)
+    # before the database counts as unavailable (a 503).
+    sqlite_busy_timeout: float = 30.0
     secret_key: str = field(default="", repr=False)
     # Unset: the local address, http://127.0.0.1:<port> (filled in by load_settings);
     # `formrelay serve` replaces that by the address it listens on (Settings.serving_at).
@@ -177,6 +180,7 @@ FIELD_TO_VAR = {
     "env": "FORMRELAY_ENV",
     "instance_path": "FORMRELAY_INSTANCE_PATH",
     "database_url": "DATABASE_URL",
+    "sqlite_busy_timeout": "FORMRELAY_SQLITE_BUSY_TIMEOUT",
     "secret_key": "SECRET_KEY",
     "base_url": "FORMRELAY_BASE_URL",
     "port": "PORT",
@@ -367,6 +371,8 @@ def _finish(s: Settings, *, given: set[str]) -> Settings:
             )
     if s.captcha_timeout <= 0:
         raise ConfigError("FORMRELAY_CAPTCHA_TIMEOUT must be more than 0")
+    if s.sqlite_busy_timeout <= 0:
+        raise ConfigError("FORMRELAY_SQLITE_BUSY_TIMEOUT must be more than 0")
 
     if s.admin_email:
         try:

@@ -64,13 +64,26 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.secret_key = settings.secret_key
     app.session_interface = CookieSessions()
     app.wsgi_app = client_addresses(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign,assignment]
-    from . import auth, errors, files, health, hooks, main, public, screening, security, templating
+    from . import (
+        auth,
+        errors,
+        files,
+        health,
+        hooks,
+        main,
+        public,
+        screening,
+        security,
+        templating,
+        transactions,
+    )
     from .dashboard import admin, forms, submissions
     from .dashboard import exports as dashboard_exports
 
     # Cross-origin posts are for the public endpoint only; nothing else answers other sites.
     app.after_request(public.cross_origin)
     security.init_app(app, settings)
+    transactions.init_app(app)
     templating.init_app(app)
     csrf.init_app(app)
     _init_login(app)

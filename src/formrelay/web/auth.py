@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from ..db import begin_write
+from ..db import begin_write, read_first
 from ..extensions import db, limiter, login_manager
 from ..models import User, utcnow
 from ..services import accounts, passwords, sign_ins, tokens
@@ -25,6 +25,7 @@ from .inputs import (
     TimezoneInput,
 )
 from .negotiation import wants_json
+from .transactions import writes
 
 bp = Blueprint("auth", __name__)
 
@@ -80,8 +81,10 @@ def _account_key() -> str:
     return "account:" + request.form.get("email", "").strip().lower()[:320]
 
 
-def _failed(response: Response) -> bool:
-    return response.status_code >= 400
+def _refused(response: Response) -> bool:
+    """Whether the attempt was refused for its credentials: a log-in the server failed to
+    complete (a 503 while the database is away) is not counted against anyone."""
+    return bool(g.get("credentials_refused"))
 
 
 def _home() -> Response:
@@ -89,25 +92,34 @@ def _home() -> Response:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(LIMIT_PER_ADDRESS, methods=["POST"], deduct_when=_failed)
-@limiter.limit(LIMIT_PER_ACCOUNT, methods=["POST"], key_func=_account_key, deduct_when=_failed)
+@limiter.limit(LIMIT_PER_ADDRESS, methods=["POST"], deduct_when=_refused)
+@limiter.limit(LIMIT_PER_ACCOUNT, methods=["POST"], key_func=_account_key, deduct_when=_refused)
 def login() -> View:
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")) or url_for("forms.index"))
     form = LoginInput(next=request.args.get("next", ""))
     if form.validate_on_submit():
-        user = accounts.find_user(db.session(), form.email.data or "")
-        ok = passwords.verify_password(
-            user.password_hash if user else None, form.password.data or ""
-        )
-        if user is not None and ok and user.is_active:
-            if user.password_hash and passwords.needs_rehash(user.password_hash):
-                user.password_hash = passwords.hash_password(form.password.data or "")
-            user.last_login_at = utcnow()
-            _begin_sign_in(user, remember=bool(form.remember.data))
-            db.session.commit()
-            login_user(user, remember=bool(form.remember.data))
-            return redirect(safe_next(form.next.data) or url_for("forms.index"))
+        session = db.session()
+        # The hash is checked outside the write lock, which is taken only to record a
+        # log-in (on SQLite it holds up every other writer of the machine meanwhile).
+        read_first(session)
+        user = accounts.find_user(session, form.email.data or "")
+        checked = user.password_hash if user else None
+        password = form.password.data or ""
+        if user is not None and passwords.verify_password(checked, password) and user.is_active:
+            stale = checked is not None and passwords.needs_rehash(checked)
+            rehashed = passwords.hash_password(password) if stale else None
+            session.commit()
+            begin_write(session)
+            if user.password_hash == checked and user.is_active:  # as checked, still
+                user.password_hash = rehashed or user.password_hash
+                user.last_login_at = utcnow()
+                _begin_sign_in(user, remember=bool(form.remember.data))
+                session.commit()
+                login_user(user, remember=bool(form.remember.data))
+                return redirect(safe_next(form.next.data) or url_for("forms.index"))
+            session.rollback()
+        g.credentials_refused = True
         flash("The e-mail address or password is not right.", "error")
     page = render_template(
         "auth/login.html", form=form, registration_open=get_settings().registration == "open"
@@ -153,6 +165,7 @@ def register() -> View:
 
 
 @bp.get("/confirm/<token>")
+@writes
 def confirm(token: str) -> View:
     session = db.session()
     try:
@@ -357,6 +370,7 @@ def change_email() -> View:
 
 
 @bp.get("/account/email/<token>")
+@writes
 def confirm_email_change(token: str) -> View:
     session = db.session()
     try:
