@@ -50,7 +50,7 @@ def test_every_view_with_a_flask_limiter_limit_is_on_a_blueprint_that_runs_its_h
     from flask_limiter.util import get_qualified_name
 
     from formrelay.extensions import limiter
-    from formrelay.web import LIMITED_BLUEPRINTS
+    from formrelay.web.fastpath import LIMITED_BLUEPRINTS
 
     limited = {
         endpoint.split(".")[0]

@@ -138,24 +138,3 @@ def _init_limiter(app: Flask, settings: Settings) -> None:
             "socket_connect_timeout": 1.0,
         }
     limiter.init_app(app)
-    # Each limited view (log-in, reset, recipient mail) counts in its decorator, and there
-    # are no default limits: Flask-Limiter's before_request hook found nothing to count on
-    # any request and cost the public endpoint 13% of its time resolving that (cProfile).
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
-    # Its after_request (deductions of failed log-ins) and teardown hooks are for those
-    # views too: on their blueprints only (6% of a submission's time otherwise).
-    for hooks in (app.after_request_funcs, app.teardown_request_funcs):
-        own = [f for f in hooks[None] if _of_limiter(f)]
-        hooks[None] = [f for f in hooks[None] if not _of_limiter(f)]
-        for blueprint in LIMITED_BLUEPRINTS:
-            hooks.setdefault(blueprint, []).extend(own)
-
-
-# The blueprints with views that carry a Flask-Limiter limit.
-LIMITED_BLUEPRINTS = ("auth", "forms")
-
-
-def _of_limiter(hook: Any) -> bool:
-    """Whether `hook` is one Flask-Limiter registered (a bound method or a partial)."""
-    bound = getattr(hook, "__self__", None) or (getattr(hook, "args", None) or (None,))[0]
-    return bound is limiter

@@ -6,7 +6,7 @@ from contextlib import suppress
 from urllib.parse import urlencode
 
 import orjson
-from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, jsonify, redirect, render_template, request
 from werkzeug.exceptions import ClientDisconnected
 
 from ..extensions import db
@@ -16,7 +16,7 @@ from ..services.rate_limits import Counted
 from ..services.submissions import SubmissionMeta, check_form
 from ..services.urls import http_url
 from ..settings import get_settings
-from . import screening
+from . import fastpath, screening
 from .negotiation import allowed_methods, answers_405, wants_json
 from .payload import incomplete_body, parse_payload
 from .uploads import ReceivedFiles, attach_files, is_multipart, receive_multipart
@@ -184,17 +184,6 @@ def _read_body(limit: int) -> bytes:
     return body
 
 
-_THANKS: dict[str, str] = {}
-
-
-def _thanks_path(root: str) -> str:
-    # url_for costs 3% of a submission (cProfile), and the page does not move.
-    path = _THANKS.get(root)
-    if path is None:
-        path = _THANKS[root] = url_for("main.thanks")
-    return path
-
-
 def _meta() -> SubmissionMeta:
     def header(name: str) -> str | None:
         value = request.headers.get(name)
@@ -210,7 +199,7 @@ def _meta() -> SubmissionMeta:
 
 def _thanks_url() -> str:
     """formrelay's own thanks page, linking back to the page the form was on."""
-    path = _thanks_path(request.script_root)
+    path = fastpath.thanks_path()
     referrer = http_url(request.headers.get("Referer"))
     if referrer:
         path += "?" + urlencode({"back": referrer})
