@@ -17,20 +17,20 @@ from flask.cli import FlaskGroup, NoAppException, ScriptInfo, with_appcontext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import create_app
-from .db import begin_write
-from .delivery import DeliveryFailed, check_backend, create_backend
-from .delivery.message import build_test_message, notification_subject
-from .extensions import db
-from .ingest import group_commit
-from .models import Form, Submission, User, utcnow
-from .services import accounts, exports, forms, imports, inbox, spam
-from .services.addresses import normalize_email
-from .services.errors import DomainError
-from .services.workers import outbox_status
-from .settings import ConfigError, Settings, get_settings, init_app, load_settings
-from .worker import make_worker
-from .worker.priority import lower_priority
+from .. import create_app
+from ..db import begin_write
+from ..delivery import DeliveryFailed, check_backend, create_backend
+from ..delivery.message import build_test_message, notification_subject
+from ..extensions import db
+from ..ingest import group_commit
+from ..models import Form, Submission, User, utcnow
+from ..services import accounts, exports, forms, imports, inbox, spam
+from ..services.addresses import normalize_email
+from ..services.errors import DomainError
+from ..services.workers import outbox_status
+from ..settings import ConfigError, Settings, get_settings, init_app, load_settings
+from ..worker import make_worker
+from ..worker.priority import lower_priority
 
 ON_OFF = click.Choice(["on", "off"])
 DEMO_FORM_NAME = "Demo form"
@@ -973,7 +973,7 @@ def purge_command() -> None:
     """Delete the submissions older than their form's retention (or
     FORMRELAY_RETENTION_DAYS), with their deliveries and files. Workers also do this
     once a day."""
-    from .worker.housekeeping import purge
+    from ..worker.housekeeping import purge
 
     purged = purge(sessionmaker(bind=db.engine), get_settings())
     for p in purged:
@@ -987,7 +987,7 @@ def sweep_command() -> None:
     """Delete the stored files that no submission names (left by a crash between storing a
     file and committing its submission), older than an hour. Workers also do this once a
     day."""
-    from .worker.housekeeping import sweep
+    from ..worker.housekeeping import sweep
 
     swept = sweep(sessionmaker(bind=db.engine), get_settings())
     click.echo(f"Deleted {len(swept)} stored file(s) that no submission names.")
@@ -1048,7 +1048,7 @@ def config_check(mail: bool, check_storage: bool) -> None:
             raise click.ClickException(f"mail check failed ({result.backend}): {result.message}")
         click.echo(f"mail OK ({result.backend}): {result.message}")
     if check_storage:
-        from .storage import StorageError, get_storage
+        from ..storage import StorageError, get_storage
 
         try:
             checked = get_storage(settings).check()
@@ -1060,7 +1060,7 @@ def config_check(mail: bool, check_storage: bool) -> None:
 
 
 # -- Amazon SES and the suppression list (their own module; cli.py is long enough) -----------
-from .cli_ses import ses_group, suppress_group  # noqa: E402  (it uses the helpers above)
+from .ses import ses_group, suppress_group  # noqa: E402  (it uses the helpers above)
 
 cli.add_command(ses_group)
 cli.add_command(suppress_group)
