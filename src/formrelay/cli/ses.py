@@ -14,7 +14,7 @@ from ..models import utcnow
 from ..services import suppressions
 from ..services.errors import DomainError
 from ..settings import Settings, get_settings
-from .forms import _fail, _session, _writing
+from .common import _fail, _session, _writing
 
 if TYPE_CHECKING:
     from ..delivery.ses_account import SetupReport
