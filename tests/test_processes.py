@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from formrelay.cli import snippet
+from formrelay.cli.forms import snippet
 
 from .servers import ROOT, free_port, procfile, wait_until, without_settings
 

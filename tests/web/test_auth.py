@@ -508,7 +508,7 @@ def test_first_start_names_the_configured_admin(
 
 
 def test_serve_prints_the_first_start_link(app: Flask, capsys: pytest.CaptureFixture[str]) -> None:
-    from formrelay.cli import _first_start
+    from formrelay.cli.serve import _first_start
 
     _first_start(get_settings())
     out = capsys.readouterr().out
@@ -570,7 +570,7 @@ def test_first_start_on_a_database_without_tables_says_to_upgrade(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from formrelay import create_app
-    from formrelay.cli import _first_start
+    from formrelay.cli.serve import _first_start
 
     bare = create_app(
         {

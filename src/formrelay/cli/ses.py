@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 import click
 from flask.cli import with_appcontext
 
-from .cli import _fail, _session, _writing
-from .extensions import db
-from .models import utcnow
-from .services import suppressions
-from .services.errors import DomainError
-from .settings import Settings, get_settings
+from ..extensions import db
+from ..models import utcnow
+from ..services import suppressions
+from ..services.errors import DomainError
+from ..settings import Settings, get_settings
+from .common import _fail, _session, _writing
 
 if TYPE_CHECKING:
-    from .delivery.ses_account import SetupReport
+    from ..delivery.ses_account import SetupReport
 
 # boto3 is imported by the commands that use it: `formrelay --help` should not load it.
 
@@ -34,7 +34,7 @@ def ses_group() -> None:
 
 
 def _client(settings: Settings) -> Any:
-    from .delivery.ses import make_client
+    from ..delivery.ses import make_client
 
     if not settings.aws_region:
         raise click.ClickException("AWS_REGION is not set: name the SES region (eu-west-1, ...)")
@@ -46,7 +46,7 @@ def _account_id(settings: Settings) -> str:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from .delivery.ses import credentials
+    from ..delivery.ses import credentials
 
     session = boto3.session.Session()
     sts = session.client("sts", region_name=settings.aws_region, **credentials(settings))
@@ -105,7 +105,7 @@ def ses_setup(
     Run it with credentials that may manage SES (not formrelay's own, which the printed
     policy limits to sending). Running it again changes nothing that is done and shows
     what is still pending."""
-    from .delivery.ses_account import SESError, set_up_domain
+    from ..delivery.ses_account import SESError, set_up_domain
 
     settings = get_settings()
     domain = _domain(domain, "--domain")
@@ -209,7 +209,7 @@ def ses_status(domain: str | None) -> None:
 
     Exits with status 1 when sending is paused, the identity is not verified, a rate is
     at risk, or SES cannot be asked."""
-    from .services.ses_status import ses_overview
+    from ..services.ses_status import ses_overview
 
     settings = get_settings()
     client = _client(settings)
