@@ -441,6 +441,40 @@ def test_changing_the_password_needs_the_current_one(
     assert "current password is not right" in response.get_data(as_text=True)
 
 
+def test_a_new_password_the_policy_refuses_is_shown_and_changes_nothing(
+    app: Flask, owner: User
+) -> None:
+    here, elsewhere = app.test_client(), app.test_client()
+    AuthActions(here).login()
+    AuthActions(elsewhere).login()
+    response = post_form(
+        here,
+        "/account",
+        {"pw-current": PASSWORD, "pw-password": "short"},
+        action="/account/password",
+    )
+    assert response.status_code == 400
+    assert "at least" in response.get_data(as_text=True)
+    assert here.get("/account").status_code == 200
+    assert elsewhere.get("/account").status_code == 200
+    AuthActions(app.test_client()).login()  # with the password it had
+
+
+def test_moving_the_account_to_its_own_address_is_refused_on_the_page(
+    client: FlaskClient, auth: AuthActions, owner: User
+) -> None:
+    auth.login()
+    response = post_form(
+        client,
+        "/account",
+        {"em-email": "owner@example.com", "em-password": PASSWORD},
+        action="/account/email",
+    )
+    assert response.status_code == 400
+    assert "the address the account has already" in response.get_data(as_text=True)
+    assert user("owner@example.com").pending_email is None
+
+
 def test_changing_the_email_waits_for_the_new_address_to_confirm(
     client: FlaskClient,
     auth: AuthActions,

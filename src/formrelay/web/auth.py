@@ -10,9 +10,9 @@ from ..db import begin_write, read_first
 from ..extensions import db, limiter, login_manager
 from ..models import User, utcnow
 from ..services import accounts, passwords, sign_ins, tokens
-from ..services.errors import InvalidInput
 from ..services.urls import local_path
 from ..settings import get_settings
+from .changes import apply
 from .errors import error_response
 from .inputs import (
     ChangeEmailInput,
@@ -151,13 +151,8 @@ def register() -> View:
         return _home()
     form = RegisterInput()
     if form.validate_on_submit():
-        email = form.email.data or ""
-        try:
-            accounts.register(db.session(), settings, email, form.password.data or "")
-        except InvalidInput as exc:
-            form.form_errors.append(exc.message)
-        else:
-            db.session.commit()
+        email, password = form.email.data or "", form.password.data or ""
+        if apply(lambda: accounts.register(db.session(), settings, email, password), form):
             # The same page whether the address was new or had an account already.
             return render_template("auth/check_inbox.html", email=email, what="register")
     status = 200 if request.method == "GET" else 400
@@ -235,30 +230,34 @@ def _set_password(purpose: str, token: str, *, heading: str) -> View:
         return _bad_link(exc)
     form = SetPasswordInput()
     if form.validate_on_submit():
+        password = form.password.data or ""
         try:
-            claim = tokens.consume(session, settings, purpose, token)
-            accounts.set_password(session, claim.user, form.password.data or "")
+            made = apply(lambda: _follow_link(purpose, token, password), form.password)
         except tokens.TokenError as exc:
-            db.session.rollback()
             return _bad_link(exc)
-        except InvalidInput as exc:
-            db.session.rollback()
-            form.password.errors = [exc.message]
-        else:
-            user = claim.user
-            accounts.mark_confirmed(user)
-            user.last_login_at = utcnow()
-            if current_user.is_authenticated:  # whoever was signed in here
-                sign_ins.end(session, current_user.sign_in_token)
-            _begin_sign_in(user)
-            db.session.commit()
+        if made:
             logout_user()  # whoever was signed in here, the link's owner is now
-            login_user(user)
+            login_user(made.value)
             flash("Your password is set; you are logged in.", "info")
             return _home()
     status = 200 if request.method == "GET" else 400
     page = render_template("auth/set_password.html", form=form, heading=heading, user=claim.user)
     return page, status
+
+
+def _follow_link(purpose: str, token: str, password: str) -> User:
+    """Use up the link, give its owner `password` (raises InvalidInput saying what is wrong
+    with it), and sign this browser in as them; returns the owner."""
+    session = db.session()
+    claim = tokens.consume(session, get_settings(), purpose, token)
+    user = claim.user
+    accounts.set_password(session, user, password)
+    accounts.mark_confirmed(user)
+    user.last_login_at = utcnow()
+    if current_user.is_authenticated:  # whoever was signed in here
+        sign_ins.end(session, current_user.sign_in_token)
+    _begin_sign_in(user)
+    return user
 
 
 def _bad_link(exc: tokens.TokenError) -> View:
@@ -312,15 +311,14 @@ def change_password() -> View:
         if not passwords.verify_password(user.password_hash, form.current.data or ""):
             form.current.errors = ["The current password is not right."]
             return _account_page(inputs, 400)
-        try:
-            accounts.set_password(db.session(), user, form.password.data or "")
-        except InvalidInput as exc:
-            db.session.rollback()
-            form.password.errors = [exc.message]
-        else:
+        password = form.password.data or ""
+
+        def change() -> None:
+            accounts.set_password(db.session(), user, password)
             # Every sign-in ended with the new password; this browser begins a new one.
             _begin_sign_in(user, remember=remember)
-            db.session.commit()
+
+        if apply(change, form.password):
             login_user(user, remember=remember)
             flash("Your password is changed; other sessions are logged out.", "info")
             return redirect(url_for("auth.account"))
@@ -351,17 +349,14 @@ def change_email() -> View:
         if not passwords.verify_password(user.password_hash, form.password.data or ""):
             form.password.errors = ["The current password is not right."]
         else:
-            try:
-                address = accounts.request_email_change(
-                    db.session(), get_settings(), user, form.email.data or ""
-                )
-            except InvalidInput as exc:
-                db.session.rollback()
-                form.email.errors = [exc.message]
-            else:
-                db.session.commit()
+            email = form.email.data or ""
+            made = apply(
+                lambda: accounts.request_email_change(db.session(), get_settings(), user, email),
+                form.email,
+            )
+            if made:
                 flash(
-                    f"A link is on its way to {address}; the change happens when it is "
+                    f"A link is on its way to {made.value}; the change happens when it is "
                     f"followed. Until then the account keeps {user.email}.",
                     "info",
                 )
@@ -391,13 +386,8 @@ def change_timezone() -> View:
     inputs = _account_inputs()
     form = inputs[2]
     if form.validate_on_submit():
-        try:
-            accounts.set_timezone(db.session(), current_user, form.timezone.data or "")
-        except InvalidInput as exc:
-            db.session.rollback()
-            form.timezone.errors = [exc.message]
-        else:
-            db.session.commit()
+        zone = form.timezone.data or ""
+        if apply(lambda: accounts.set_timezone(db.session(), current_user, zone), form.timezone):
             flash(f"Times are shown in {current_user.timezone} now.", "info")
             return redirect(url_for("auth.account"))
     return _account_page(inputs, 400)

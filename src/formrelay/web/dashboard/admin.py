@@ -23,8 +23,9 @@ from ...delivery import CheckResult, check_backend
 from ...extensions import db
 from ...models import User, utcnow
 from ...services import accounts, admin, forms, permissions, suppressions
-from ...services.errors import Conflict, DomainError
+from ...services.errors import DomainError
 from ...settings import get_settings
+from ..changes import apply
 from ..inputs import ConfirmInput, InviteInput, RoleInput, SuppressionInput
 from ..ses_info import ses_info
 
@@ -46,10 +47,6 @@ def admins_only() -> None:
     if not current_user.is_authenticated:
         return
     permissions.require_admin(_actor())
-
-
-def _status_of(exc: DomainError) -> int:
-    return 409 if isinstance(exc, Conflict) else 400
 
 
 # -- status --------------------------------------------------------------------------------------
@@ -137,21 +134,16 @@ def invite() -> Page:
     form = InviteInput()
     if not form.validate_on_submit():
         return _users_page(form, 400)
-    try:
-        user = accounts.invite_user(
-            db.session(),
-            get_settings(),
-            _actor(),
-            form.email.data or "",
-            admin=bool(form.admin.data),
-        )
-    except DomainError as exc:
-        db.session.rollback()
-        form.email.errors = [exc.message]
-        return _users_page(form, _status_of(exc))
-    db.session.commit()
+    email, as_admin = form.email.data or "", bool(form.admin.data)
+    invited = apply(
+        lambda: accounts.invite_user(db.session(), get_settings(), _actor(), email, admin=as_admin),
+        form.email,
+        refuse=DomainError,
+    )
+    if not invited:
+        return _users_page(form, invited.status)
     flash(
-        f"Invited {user.email}: an e-mail with a link to choose a password is on its way.",
+        f"Invited {invited.value.email}: an e-mail with a link to choose a password is on its way.",
         "success",
     )
     return redirect(url_for("admin.users"), 303)
@@ -191,13 +183,9 @@ def enable_user(user_id: int) -> Page:
 
 def _change(change: Callable[[], object], done: str) -> Page:
     """Make a change to a user and go back to the list, or show why it was refused."""
-    try:
-        change()
-    except DomainError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return _users_page(InviteInput(formdata=None), _status_of(exc))
-    db.session.commit()
+    made = apply(change, None, refuse=DomainError)
+    if not made:
+        return _users_page(InviteInput(formdata=None), made.status)
     flash(done, "success")
     return redirect(url_for("admin.users"), 303)
 
@@ -210,16 +198,15 @@ def delete_user(user_id: int) -> Page:
     holdings = admin.user_holdings(session, _actor(), user)
     form = ConfirmInput()
     if form.validate_on_submit():
-        try:
-            deleted = accounts.delete_user(session, _actor(), user)
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
+        made = apply(
+            lambda: accounts.delete_user(session, _actor(), user), None, refuse=DomainError
+        )
+        if not made:
             html = render_template(
                 "dashboard/admin_user_delete.html", user=user, holdings=holdings, form=form
             )
-            return html, _status_of(exc)
-        db.session.commit()
+            return html, made.status
+        deleted = made.value
         flash(
             f"Deleted {deleted.email} with {_count(deleted.forms, 'form')} and "
             f"{_count(deleted.submissions, 'submission')}.",
@@ -279,32 +266,29 @@ def suppressions_page() -> Page:
     return _suppressions_page(SuppressionInput())
 
 
-def _suppressions_page(input: SuppressionInput, status: int = 200) -> Page:
+def _suppressions_page(form_input: SuppressionInput, status: int = 200) -> Page:
     rows = suppressions.list_suppressions(db.session(), actor=_actor())
-    html = render_template("dashboard/admin_suppressions.html", rows=rows, input=input)
+    html = render_template("dashboard/admin_suppressions.html", rows=rows, input=form_input)
     return html, status
 
 
 @bp.post("/suppressions")
 def add_suppression() -> Page:
-    input = SuppressionInput()
-    if not input.validate_on_submit():
-        return _suppressions_page(input, 400)
+    form_input = SuppressionInput()
+    if not form_input.validate_on_submit():
+        return _suppressions_page(form_input, 400)
     session = _writer()
-    try:
-        entry, ended = suppressions.suppress(
-            session,
-            input.address.data or "",
-            reason="manual",
-            source="admin",
-            detail=input.detail.data or None,
-            actor=_actor(),
-        )
-    except DomainError as exc:
-        db.session.rollback()
-        input.address.errors = [exc.message]
-        return _suppressions_page(input, _status_of(exc))
-    db.session.commit()
+    address, detail = form_input.address.data or "", form_input.detail.data or None
+    made = apply(
+        lambda: suppressions.suppress(
+            session, address, reason="manual", source="admin", detail=detail, actor=_actor()
+        ),
+        form_input.address,
+        refuse=DomainError,
+    )
+    if not made:
+        return _suppressions_page(form_input, made.status)
+    entry, ended = made.value
     noun = "delivery" if ended == 1 else "deliveries"
     flash(
         f"{entry.address} is suppressed: nothing more is sent to it"

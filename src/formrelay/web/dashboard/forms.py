@@ -12,12 +12,13 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from ...extensions import db, limiter
-from ...models import Form
+from ...models import Form, Recipient, User
 from ...services import forms, permissions, spam, stats, suppressions
 from ...services.errors import Conflict, InvalidInput
 from ...services.submissions import SPECIAL_FIELDS
 from ...settings import get_settings
 from ..auth import safe_next
+from ..changes import apply
 from ..inputs import (
     FormSettingsInput,
     NewFormInput,
@@ -77,25 +78,28 @@ def index() -> str:
 @login_required
 def new() -> str | Response | tuple[str, int]:
     user = current_user._get_current_object()
-    input = NewFormInput(recipient=user.email) if request.method == "GET" else NewFormInput()
-    if input.validate_on_submit():
-        session = db.session()
-        try:
-            form = forms.create_form(session, user, name=input.name.data or "", recipients=[])
-            recipient = forms.add_recipient(
-                session, form, input.recipient.data or "", base_url=get_settings().base_url
-            )
-        except InvalidInput as exc:
-            session.rollback()
-            input.form_errors.append(exc.message)
-        else:
-            session.commit()
+    entry = NewFormInput(recipient=user.email) if request.method == "GET" else NewFormInput()
+    if entry.validate_on_submit():
+        created = apply(lambda: _create_form(user, entry), entry)
+        if created:
+            form, recipient = created.value
             flash(f"Form {form.name} created.", "success")
             if not recipient.verified:
                 flash(_pending_message(recipient.email), "info")
             return redirect(url_for("forms.setup", key=form.key))
     status = 200 if request.method == "GET" else 400
-    return render_template("dashboard/form_new.html", input=input), status
+    return render_template("dashboard/form_new.html", input=entry), status
+
+
+def _create_form(owner: User, entry: NewFormInput) -> tuple[Form, Recipient]:
+    """A new form with its first recipient (verified at once when it is the owner's own
+    confirmed address)."""
+    session = db.session()
+    form = forms.create_form(session, owner, name=entry.name.data or "", recipients=[])
+    recipient = forms.add_recipient(
+        session, form, entry.recipient.data or "", base_url=get_settings().base_url
+    )
+    return form, recipient
 
 
 @bp.route("/forms/<key>/settings", methods=["GET", "POST"])
@@ -103,25 +107,20 @@ def new() -> str | Response | tuple[str, int]:
 def settings(key: str) -> str | Response | tuple[str, int]:
     session = db.session()
     form = permissions.load_form(session, current_user, key)
-    input = FormSettingsInput(obj=form)  # the request's values when posted
-    if input.validate_on_submit():
+    entry = FormSettingsInput(obj=form)  # the request's values when posted
+    if entry.validate_on_submit():
         changes = forms.FormChanges(
-            name=input.name.data or "",
-            redirect_url=(input.redirect_url.data or "").strip(),
-            subject=input.subject.data or "",
-            store_only=bool(input.store_only.data),
+            name=entry.name.data or "",
+            redirect_url=(entry.redirect_url.data or "").strip(),
+            subject=entry.subject.data or "",
+            store_only=bool(entry.store_only.data),
         )
-        try:
-            changed = forms.update_form(session, form, changes)
-        except InvalidInput as exc:
-            session.rollback()
-            input.form_errors.append(exc.message)
-        else:
-            session.commit()
-            flash("Settings saved." if changed else "Nothing changed.", "success")
+        saved = apply(lambda: forms.update_form(session, form, changes), entry)
+        if saved:
+            flash("Settings saved." if saved.value else "Nothing changed.", "success")
             return redirect(url_for("forms.settings", key=form.key))
     status = 200 if request.method == "GET" else 400
-    return _settings_page(form, input, RecipientInput(formdata=None)), status
+    return _settings_page(form, entry, RecipientInput(formdata=None)), status
 
 
 @bp.post("/forms/<key>/uploads")
@@ -130,31 +129,26 @@ def uploads(key: str) -> str | Response | tuple[str, int]:
     """The settings page's File uploads section."""
     session = db.session()
     form = permissions.load_form(session, current_user, key)
-    input = UploadSettingsInput()
-    if input.validate_on_submit():
+    entry = UploadSettingsInput()
+    if entry.validate_on_submit():
         changes = forms.FormChanges(
-            files_enabled=bool(input.files_enabled.data),
-            max_file_mb=input.max_file_mb.data,
-            max_total_mb=input.max_total_mb.data,
-            max_files=input.max_files.data,
-            allowed_types=input.allowed_types.data or "",
-            retention_days=input.retention_days.data or 0,
+            files_enabled=bool(entry.files_enabled.data),
+            max_file_mb=entry.max_file_mb.data,
+            max_total_mb=entry.max_total_mb.data,
+            max_files=entry.max_files.data,
+            allowed_types=entry.allowed_types.data or "",
+            retention_days=entry.retention_days.data or 0,
         )
-        try:
-            changed = forms.update_form(session, form, changes)
-        except InvalidInput as exc:
-            session.rollback()
-            form = permissions.load_form(session, current_user, key)
-            input.form_errors.append(exc.message)
-        else:
-            session.commit()
-            flash("File settings saved." if changed else "Nothing changed.", "success")
+        saved = apply(lambda: forms.update_form(session, form, changes), entry)
+        if saved:
+            flash("File settings saved." if saved.value else "Nothing changed.", "success")
             return redirect(url_for("forms.settings", key=form.key) + "#uploads")
+        form = permissions.load_form(session, current_user, key)
     return _settings_page(
         form,
         FormSettingsInput(formdata=None, obj=form),
         RecipientInput(formdata=None),
-        upload_input=input,
+        upload_input=entry,
     ), 400
 
 
@@ -182,43 +176,38 @@ recipient_mail = limiter.shared_limit(
 def spam_settings(key: str) -> str | Response | tuple[str, int]:
     session = db.session()
     form = permissions.load_form(session, current_user, key)
-    input = SpamSettingsInput()
-    if input.validate_on_submit():
-        provider = input.captcha_provider.data or "off"
+    entry = SpamSettingsInput()
+    if entry.validate_on_submit():
+        provider = entry.captcha_provider.data or "off"
         changes = spam.SpamChanges(
-            allowed_domains=input.allowed_domains.data or "",
-            allow_headerless=bool(input.allow_headerless.data),
-            rate_limit=input.rate_limit.data or "",
+            allowed_domains=entry.allowed_domains.data or "",
+            allow_headerless=bool(entry.allow_headerless.data),
+            rate_limit=entry.rate_limit.data or "",
             captcha_provider=provider,
             # Blank keeps the secret there is (it is never shown back).
-            captcha_secret=input.captcha_secret.data or None,
-            captcha_threshold=input.captcha_threshold.data,
-            captcha_action=input.captcha_action.data or "",
-            captcha_fail_open=input.captcha_fail.data != "closed",
-            allow_cc=bool(input.allow_cc.data),
-            honeypot=input.honeypot.data or "",
-            max_links=-1 if input.max_links.data is None else input.max_links.data,
-            blocked_words=input.blocked_words.data or "",
-            blocked_senders=input.blocked_senders.data or "",
-            blocked_addresses=input.blocked_addresses.data or "",
-            min_seconds=input.min_seconds.data or 0,
-            akismet=bool(input.akismet.data),
-            notify_limit=-1 if input.notify_limit.data is None else input.notify_limit.data,
+            captcha_secret=entry.captcha_secret.data or None,
+            captcha_threshold=entry.captcha_threshold.data,
+            captcha_action=entry.captcha_action.data or "",
+            captcha_fail_open=entry.captcha_fail.data != "closed",
+            allow_cc=bool(entry.allow_cc.data),
+            honeypot=entry.honeypot.data or "",
+            max_links=-1 if entry.max_links.data is None else entry.max_links.data,
+            blocked_words=entry.blocked_words.data or "",
+            blocked_senders=entry.blocked_senders.data or "",
+            blocked_addresses=entry.blocked_addresses.data or "",
+            min_seconds=entry.min_seconds.data or 0,
+            akismet=bool(entry.akismet.data),
+            notify_limit=-1 if entry.notify_limit.data is None else entry.notify_limit.data,
         )
-        try:
-            changed = spam.update_spam_settings(session, form, changes)
-        except InvalidInput as exc:
-            session.rollback()
-            form = permissions.load_form(session, current_user, key)
-            input.form_errors.append(exc.message)
-        else:
-            session.commit()
+        saved = apply(lambda: spam.update_spam_settings(session, form, changes), entry)
+        if saved:
             spam.forget_policy(form.key)
-            flash("Spam settings saved." if changed else "Nothing changed.", "success")
+            flash("Spam settings saved." if saved.value else "Nothing changed.", "success")
             return redirect(url_for("forms.settings", key=form.key) + "#spam")
+        form = permissions.load_form(session, current_user, key)
     return (
         _settings_page(
-            form, FormSettingsInput(formdata=None, obj=form), RecipientInput(formdata=None), input
+            form, FormSettingsInput(formdata=None, obj=form), RecipientInput(formdata=None), entry
         ),
         400,
     )
@@ -230,24 +219,23 @@ def spam_settings(key: str) -> str | Response | tuple[str, int]:
 def add_recipient(key: str) -> str | Response | tuple[str, int]:
     session = db.session()
     form = permissions.load_form(session, current_user, key)
-    input = RecipientInput()
-    if input.validate_on_submit():
-        try:
-            recipient = forms.add_recipient(
-                session, form, input.email.data or "", base_url=get_settings().base_url
-            )
-        except (InvalidInput, Conflict) as exc:
-            session.rollback()
-            form = permissions.load_form(session, current_user, key)
-            input.email.errors = [exc.message]
-        else:
-            session.commit()
+    entry = RecipientInput()
+    if entry.validate_on_submit():
+        address, base_url = entry.email.data or "", get_settings().base_url
+        added = apply(
+            lambda: forms.add_recipient(session, form, address, base_url=base_url),
+            entry.email,
+            refuse=(InvalidInput, Conflict),
+        )
+        if added:
+            recipient = added.value
             if recipient.verified:
                 flash(f"{recipient.email} added: it is your confirmed address.", "success")
             else:
                 flash(_pending_message(recipient.email), "info")
             return redirect(url_for("forms.settings", key=form.key))
-    return _settings_page(form, FormSettingsInput(formdata=None, obj=form), input), 400
+        form = permissions.load_form(session, current_user, key)
+    return _settings_page(form, FormSettingsInput(formdata=None, obj=form), entry), 400
 
 
 @bp.post("/forms/<key>/recipients/<int:recipient_id>/resend")
@@ -339,7 +327,7 @@ def _set_enabled(key: str, enabled: bool) -> Response:
 
 def _settings_page(
     form: Form,
-    input: FormSettingsInput,
+    entry: FormSettingsInput,
     recipient_input: RecipientInput,
     spam_input: SpamSettingsInput | None = None,
     upload_input: UploadSettingsInput | None = None,
@@ -350,7 +338,7 @@ def _settings_page(
     return render_template(
         "dashboard/form_settings.html",
         form=form,
-        input=input,
+        input=entry,
         recipient_input=recipient_input,
         spam_input=spam_input or _spam_input(form),
         upload_input=upload_input or UploadSettingsInput(formdata=None, obj=form),
